@@ -1,0 +1,238 @@
+"""The environment contract: tasks, tools, a world factory, graders and a reference solution.
+
+``Environment.reset(task, seed=...)`` returns an :class:`Episode`, which follows Gymnasium's
+conventions (``step(action)`` returns the observation and separate ``terminated``/``truncated``
+flags; everything is deterministic under the seed). Returning an episode instead of mutating the
+environment lets one environment serve many concurrent rollouts.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ToolCallError, ToolError
+from .grader import FunctionGrader, GradeInput, Grader, combine
+from .messages import Action, Message
+from .outcome import Score
+from .task import Task
+from .tools import Tool, make_tool
+from .world import World
+
+TaskSourceFn = Callable[[str, int], Sequence[Task]]
+WorldFactory = Callable[[Task], World]
+ReferenceFn = Callable[["Episode"], Action]
+ReplyFn = Callable[["Episode", Action], "list[Message] | None"]
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What :meth:`Episode.step` returns: new messages for the agent and the two end flags."""
+
+    observation: list[Message]
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Environment:
+    """An RL environment for LLM agents, built by composition (or by subclassing).
+
+    Args:
+        name, version, description: identity; ``version`` goes into every task id.
+        tasks: ``tasks(split, seed) -> Sequence[Task]``; must be a pure function of its arguments.
+        splits: the split names ``tasks`` accepts, default ``("train", "test")``.
+        tools: functions (or :class:`Tool`) whose first parameter receives the episode.
+        world: ``world(task) -> World``, the initial state of a task (optional).
+        graders: one or more graders or plain functions ``fn(GradeInput) -> Score``.
+        reference: ``reference(episode) -> Action``, the next action of a known-good solution
+            (used by ``scripted:oracle`` to prove every task solvable).
+        reply: ``reply(episode, action) -> messages | None``, called when the agent answers
+            without a tool call; return messages (e.g. a simulated user) to continue, None to end.
+        max_turns: agent turns before the episode is truncated.
+        answer_format: how a final answer is written, e.g. ``"<answer>{answer}</answer>"``;
+            probes (random guessing, format exploits) use it.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        tasks: TaskSourceFn,
+        graders: Grader | Callable[[GradeInput], Score] | Sequence[Any],
+        version: str = "0.1.0",
+        description: str = "",
+        splits: Sequence[str] = ("train", "test"),
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        world: WorldFactory | None = None,
+        reference: ReferenceFn | None = None,
+        reply: ReplyFn | None = None,
+        max_turns: int = 10,
+        answer_format: str | None = None,
+    ) -> None:
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        self.name = name
+        self.version = version
+        self.description = description
+        self.splits = tuple(splits)
+        self.max_turns = max_turns
+        self.answer_format = answer_format
+        self._tasks = tasks
+        self._world = world
+        self._reference = reference
+        self._reply = reply
+        self.tools: dict[str, Tool] = {}
+        for t in tools:
+            self.add_tool(t)
+        gl = list(graders) if isinstance(graders, (list, tuple)) else [graders]
+        if not gl:
+            raise ValueError("an environment needs at least one grader")
+        self.graders: list[tuple[str, float, Grader]] = []
+        for g in gl:
+            if not isinstance(g, Grader) and callable(g):
+                g = FunctionGrader(getattr(g, "__name__", "grader"), g)
+            self.graders.append((g.name, float(getattr(g, "weight", 1.0)), g))
+        self._schemas: list[dict[str, Any]] | None = None
+
+    # ------------------------------------------------------------- definition
+    def add_tool(self, t: Tool | Callable[..., Any], *, writes: bool = False) -> Tool:
+        tl = t if isinstance(t, Tool) else make_tool(t, writes=writes)
+        if tl.name in self.tools:
+            raise ValueError(f"environment {self.name!r} already has a tool named {tl.name!r}")
+        self.tools[tl.name] = tl
+        self._schemas = None
+        return tl
+
+    def tool(self, fn: Callable[..., Any] | None = None, *, writes: bool = False) -> Any:
+        """Decorator registering a tool: ``@env.tool`` or ``@env.tool(writes=True)``."""
+
+        def wrap(f: Callable[..., Any]) -> Tool:
+            return self.add_tool(f, writes=writes)
+
+        return wrap(fn) if fn is not None else wrap
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        if self._schemas is None:
+            self._schemas = [t.schema() for t in self.tools.values()]
+        return self._schemas
+
+    @property
+    def has_reference(self) -> bool:
+        return self._reference is not None
+
+    def tasks(self, split: str = "test", *, seed: int = 0) -> Sequence[Task]:
+        if split not in self.splits:
+            raise KeyError(
+                f"environment {self.name!r} has no split {split!r} (splits: {', '.join(self.splits)})"
+            )
+        return self._tasks(split, seed)
+
+    # ---------------------------------------------------------------- running
+    def reset(self, task: Task, *, seed: int) -> Episode:
+        """Start an episode of ``task``; the world is a fork, so episodes never share writes."""
+        before = self._world(task) if self._world is not None else None
+        return Episode(self, task, seed, before)
+
+    def reference_action(self, ep: Episode) -> Action:
+        if self._reference is None:
+            raise NotImplementedError(f"environment {self.name!r} has no reference solution")
+        return self._reference(ep)
+
+    def grade(self, ep: Episode) -> Score:
+        g = GradeInput.from_episode(ep)
+        return combine([(n, w, gr.grade(g)) for n, w, gr in self.graders])
+
+    def __repr__(self) -> str:
+        return f"Environment({self.name!r}, version={self.version!r}, tools={list(self.tools)})"
+
+
+class Episode:
+    """One rollout's state: messages so far, the task, a seeded RNG and a private world fork."""
+
+    __slots__ = (
+        "env", "task", "seed", "rng", "world_before", "world", "messages", "turns",
+        "terminated", "truncated", "state", "tool_calls",
+    )
+
+    def __init__(self, env: Environment, task: Task, seed: int, world: World | None) -> None:
+        self.env = env
+        self.task = task
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.world_before = world
+        self.world = world.fork() if world is not None else None
+        self.messages: list[Message] = []
+        if task.system:
+            self.messages.append(Message("system", task.system))
+        self.messages.append(Message("user", task.prompt))
+        self.turns = 0
+        self.terminated = False
+        self.truncated = False
+        self.tool_calls = 0
+        #: scratch space for the environment's own per-episode state
+        self.state: dict[str, Any] = {}
+
+    @property
+    def observation(self) -> list[Message]:
+        """The messages the agent sees (the whole conversation so far)."""
+        return self.messages
+
+    def finish(self) -> None:
+        """End the episode (e.g. from a ``submit`` tool)."""
+        self.terminated = True
+
+    def step(self, action: Action) -> StepResult:
+        if self.terminated or self.truncated:
+            raise RuntimeError("step() called on a finished episode; call env.reset() first")
+        if action.role != "assistant":
+            action = Message("assistant", action.content, action.tool_calls)
+        self.messages.append(action)
+        self.turns += 1
+        obs: list[Message] = []
+        if action.tool_calls:
+            for i, call in enumerate(action.tool_calls):
+                if not call.id:
+                    call.id = f"call_{self.turns}_{i}"
+                obs.append(
+                    Message("tool", self._call(call.name, call.arguments),
+                            tool_call_id=call.id, name=call.name)
+                )
+        elif self.env._reply is not None:
+            more = self.env._reply(self, action)
+            if more:
+                obs.extend(more)
+            else:
+                self.terminated = True
+        else:
+            self.terminated = True
+        self.messages.extend(obs)
+        if not self.terminated and self.turns >= self.env.max_turns:
+            self.truncated = True
+        return StepResult(obs, self.terminated, self.truncated)
+
+    def _call(self, name: str, arguments: str | dict[str, Any]) -> str:
+        self.tool_calls += 1
+        tl = self.env.tools.get(name)
+        try:
+            if tl is None:
+                known = ", ".join(self.env.tools) or "none"
+                raise ToolCallError(f"unknown tool '{name}' (tools: {known})")
+            kwargs = tl.parse_args(arguments)
+            result = tl.fn(self, **kwargs)
+        except ToolError as e:
+            return f"error: {e}"
+        return result if isinstance(result, str) else _to_json(result)
+
+
+def _to_json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def format_exception(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))

@@ -1,0 +1,44 @@
+"""The policy contract: who acts in an episode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .messages import Action
+from .outcome import Usage
+
+if TYPE_CHECKING:
+    from .env import Episode
+
+
+@dataclass(slots=True)
+class PolicyOutput:
+    """One turn of a policy: the action, the tokens it cost and anything worth recording."""
+
+    action: Action
+    usage: Usage = field(default_factory=Usage)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Produces the next action for an episode.
+
+    A model policy reads only ``ep.messages`` and ``ep.env.tool_schemas()``; scripted probes may
+    read more (the oracle asks the environment for its reference solution) and say so.
+    Raise :class:`~envfoundry.core.errors.PolicyError` for infrastructure failures after retries:
+    the rollout then ends as ``policy_error``, never with a score.
+    """
+
+    name: str
+
+    async def act(self, ep: Episode) -> PolicyOutput: ...
+
+    def describe(self) -> dict[str, Any]:
+        """What to record in the run manifest (never secrets)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

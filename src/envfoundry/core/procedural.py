@@ -1,0 +1,92 @@
+"""Procedural task sources: each task a pure function of (seed, split, index).
+
+Splits are disjoint by construction: a candidate belongs to the split that a hash of its *problem
+key* (what makes two tasks the same problem, ignoring phrasing) selects, so no problem can land in
+two splits, whatever the seed. Duplicates within a split are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import overload
+
+from .seeding import derive_seed
+from .task import Task
+
+#: generate(rng, split) -> (task, problem_key)
+Generator = Callable[[random.Random, str], tuple[Task, str]]
+
+
+class ProceduralTasks(Sequence[Task]):
+    """A lazy, deterministic sequence of ``size`` tasks of one split."""
+
+    def __init__(
+        self,
+        generate: Generator,
+        *,
+        split: str,
+        size: int,
+        seed: int,
+        split_weights: dict[str, int],
+        max_attempts: int = 10_000,
+    ) -> None:
+        if split not in split_weights:
+            raise KeyError(f"unknown split {split!r}")
+        self._gen = generate
+        self.split = split
+        self._size = size
+        self._seed = seed
+        self._weights = split_weights
+        self._total = sum(split_weights.values())
+        self._max_attempts = max_attempts
+        self._items: list[Task] = []
+        self._seen: set[str] = set()
+        self._cursor = 0
+
+    def split_of(self, key: str) -> str:
+        bucket = derive_seed("split", key) % self._total
+        for name, w in self._weights.items():
+            if bucket < w:
+                return name
+            bucket -= w
+        raise AssertionError("unreachable")
+
+    def _fill(self, upto: int) -> None:
+        misses = 0
+        while len(self._items) <= upto:
+            rng = random.Random(derive_seed(self._seed, self.split, self._cursor))
+            self._cursor += 1
+            task, key = self._gen(rng, self.split)
+            if self.split_of(key) != self.split or task.id in self._seen:
+                misses += 1
+                if misses > self._max_attempts:
+                    raise RuntimeError(
+                        f"split {self.split!r} ran out of distinct problems after "
+                        f"{len(self._items)} tasks; lower its size or widen the knobs"
+                    )
+                continue
+            misses = 0
+            self._seen.add(task.id)
+            self._items.append(task)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, i: int) -> Task: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Task]: ...
+    def __getitem__(self, i: int | slice) -> Task | list[Task]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._size))]
+        if i < 0:
+            i += self._size
+        if not 0 <= i < self._size:
+            raise IndexError(i)
+        self._fill(i)
+        return self._items[i]
+
+    def __iter__(self) -> Iterator[Task]:
+        for i in range(self._size):
+            yield self[i]

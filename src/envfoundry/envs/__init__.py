@@ -1,0 +1,80 @@
+"""Built-in environments, each a subpackage using only the public API; and environment loading."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..core.env import Environment
+from ..core.errors import EnvLoadError
+
+#: name -> "module:factory" of the built-in environments
+BUILTIN: dict[str, str] = {
+    "math": "envfoundry.envs.math:make_env",
+}
+
+
+def _call_factory(obj: object, where: str) -> Environment:
+    env = obj() if callable(obj) and not isinstance(obj, Environment) else obj
+    if not isinstance(env, Environment):
+        raise EnvLoadError(
+            f"{where} gave {type(env).__name__}, not an envfoundry Environment; the factory must "
+            "return envfoundry.Environment(...)"
+        )
+    return env
+
+
+def _load_file(path: Path, attr: str, spec: str) -> Environment:
+    if not path.is_file():
+        raise EnvLoadError(f"environment file {str(path)!r} does not exist")
+    mod_name = f"_envfoundry_user_{abs(hash(str(path.resolve())))}"
+    try:
+        mspec = importlib.util.spec_from_file_location(mod_name, path)
+        if mspec is None or mspec.loader is None:
+            raise EnvLoadError(f"cannot import {str(path)!r} as a Python file")
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules[mod_name] = module
+        mspec.loader.exec_module(module)
+    except EnvLoadError:
+        raise
+    except OSError as e:
+        raise EnvLoadError(f"cannot read environment file {str(path)!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a user's file may raise anything at import
+        raise EnvLoadError(
+            f"environment file {str(path)!r} failed to import: {type(e).__name__}: {e}"
+        ) from None
+    if not hasattr(module, attr):
+        raise EnvLoadError(f"environment file {str(path)!r} has no attribute {attr!r}")
+    return _call_factory(getattr(module, attr), spec)
+
+
+def load(spec: str) -> Environment:
+    """Load an environment by built-in name, ``path/to/file.py:factory`` or ``pkg.module:attr``."""
+    if spec in BUILTIN:
+        spec_target = BUILTIN[spec]
+    else:
+        spec_target = spec
+    target, sep, attr = spec_target.rpartition(":")
+    if not sep or not target or not attr:
+        raise EnvLoadError(
+            f"unknown environment {spec!r}: use a built-in name ({', '.join(BUILTIN)}), "
+            "path/to/file.py:factory or package.module:factory"
+        )
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        return _load_file(Path(target), attr, spec)
+    try:
+        module = importlib.import_module(target)
+    except ImportError as e:
+        raise EnvLoadError(f"cannot import module {target!r} for environment {spec!r}: {e}") from None
+    if not hasattr(module, attr):
+        raise EnvLoadError(f"module {target!r} has no attribute {attr!r}")
+    obj: Callable[[], Environment] | Environment = getattr(module, attr)
+    try:
+        return _call_factory(obj, spec)
+    except EnvLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise EnvLoadError(f"factory {spec!r} raised {type(e).__name__}: {e}") from None

@@ -1,0 +1,81 @@
+"""``math``: procedural arithmetic and word problems with one strictly formatted final answer.
+
+How the grader resists reward hacking: exactly one ``<answer>...</answer>`` block must appear and
+it must hold one integer written with ASCII digits (optionally signed, optionally with thousands
+commas); several blocks, several numbers in a block, an answer only "contained" in the text, or
+look-alike digits all score 0, and the explanation says why.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from ...core.env import Environment, Episode
+from ...core.messages import Message
+from ...core.procedural import ProceduralTasks
+from ...core.task import Task
+from .generate import LEVELS, make_problem
+from .grader import ANSWER_FORMAT, grade_answer
+
+NAME = "math"
+VERSION = "1.0.0"
+SPLIT_SIZES = {"train": 20_000, "test": 2_000}
+SPLIT_WEIGHTS = {"train": 4, "test": 1}  # share of the problem space each split owns
+
+SYSTEM = """You solve arithmetic problems. Think briefly if you need to, then give the final answer \
+as a single integer inside <answer></answer> tags, exactly once.
+
+Examples:
+User: What is 2 + 5?
+Assistant: 2 + 5 = 7. <answer>7</answer>
+
+User: Compute 12 - 4 + 3.
+Assistant: 12 - 4 = 8, 8 + 3 = 11. <answer>11</answer>
+
+User: Mia has 3 pens and buys 4 more. How many pens does she have?
+Assistant: 3 + 4 = 7. <answer>7</answer>"""
+
+
+def make_env(levels: Sequence[int] | str | None = None) -> Environment:
+    """The math environment; ``levels`` restricts the difficulty levels (1-6, default all)."""
+    if isinstance(levels, str):
+        levels = [int(x) for x in levels.split(",") if x.strip()]
+    lv = tuple(sorted(set(levels or LEVELS)))
+    bad = [x for x in lv if x not in LEVELS]
+    if bad:
+        raise ValueError(f"math: unknown level(s) {bad}; levels are {sorted(LEVELS)}")
+
+    def generate(rng: random.Random, split: str) -> tuple[Task, str]:
+        p = make_problem(rng, lv)
+        task = Task(
+            env=NAME,
+            env_version=VERSION,
+            split=split,
+            system=SYSTEM,
+            prompt=p.question,
+            data={"answer": p.answer},
+            metadata={"difficulty": p.knobs["level"], **p.knobs},
+        )
+        return task, p.key
+
+    def tasks(split: str, seed: int) -> Sequence[Task]:
+        return ProceduralTasks(
+            generate, split=split, size=SPLIT_SIZES[split], seed=seed, split_weights=SPLIT_WEIGHTS
+        )
+
+    def reference(ep: Episode) -> Message:
+        return Message("assistant", ANSWER_FORMAT.format(answer=ep.task.data["answer"]))
+
+    suffix = "" if lv == tuple(LEVELS) else f" (levels {','.join(map(str, lv))})"
+    return Environment(
+        name=NAME,
+        version=VERSION,
+        description="Arithmetic and word problems; one integer in <answer></answer>" + suffix,
+        splits=tuple(SPLIT_SIZES),
+        tasks=tasks,
+        graders=[grade_answer],
+        reference=reference,
+        max_turns=1,
+        answer_format=ANSWER_FORMAT,
+    )

@@ -1,0 +1,181 @@
+"""The asyncio rollout engine: tasks x samples, bounded concurrency, typed outcomes.
+
+Each rollout gets a seed hashed from (run seed, task id, sample) and a fork of the task's initial
+world, so a GRPO group of K samples starts from the same state and results do not depend on the
+order in which rollouts finish. Exceptions are classified by where they happened: in the policy
+(``policy_error``), in environment code (``env_error``) or in a grader (``grader_error``); none is
+ever turned into a score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.env import Environment, Episode, format_exception
+from ..core.errors import PolicyError
+from ..core.outcome import Outcome, Usage
+from ..core.policy import Policy
+from ..core.seeding import derive_seed
+from ..core.task import Task
+
+OnRecord = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True, frozen=True)
+class RolloutConfig:
+    """How to run rollouts. ``timeout_s`` bounds one whole rollout (None: no bound)."""
+
+    samples: int = 1
+    concurrency: int = 32
+    seed: int = 0
+    timeout_s: float | None = None
+    max_turns: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+
+
+class _Phase:
+    __slots__ = ("where",)
+
+    def __init__(self) -> None:
+        self.where = "env"
+
+
+async def run_rollout(
+    env: Environment, task: Task, sample: int, policy: Policy, cfg: RolloutConfig
+) -> dict[str, Any]:
+    """Run one episode to its end and grade it; always returns a record, never raises
+    (except cancellation)."""
+    seed = derive_seed(cfg.seed, task.id, sample)
+    max_turns = cfg.max_turns or env.max_turns
+    usage = Usage()
+    phase = _Phase()
+    t_policy = t_env = t_grade = 0.0
+    t0 = time.perf_counter()
+    ep: Episode | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+    score = None
+    info: list[dict[str, Any]] = []
+
+    async def episode() -> None:
+        nonlocal ep, t_policy, t_env
+        t = time.perf_counter()
+        ep = env.reset(task, seed=seed)
+        while True:
+            t1 = time.perf_counter()
+            t_env += t1 - t
+            phase.where = "policy"
+            out = await policy.act(ep)
+            t = time.perf_counter()
+            t_policy += t - t1
+            phase.where = "env"
+            usage.add(out.usage)
+            if out.info:
+                info.append(out.info)
+            res = ep.step(out.action)
+            if res.terminated or res.truncated:
+                break
+            if ep.turns >= max_turns:
+                ep.truncated = True
+                break
+        t_env += time.perf_counter() - t
+
+    try:
+        if cfg.timeout_s is None:
+            await episode()
+        else:
+            async with asyncio.timeout(cfg.timeout_s):
+                await episode()
+    except TimeoutError:
+        outcome = Outcome.POLICY_ERROR if phase.where == "policy" else Outcome.ENV_ERROR
+        error = f"rollout timed out after {cfg.timeout_s}s while waiting for the {phase.where}"
+    except PolicyError as e:
+        outcome, error = Outcome.POLICY_ERROR, f"{e}"
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - classified, recorded with its traceback
+        outcome = Outcome.POLICY_ERROR if phase.where == "policy" else Outcome.ENV_ERROR
+        error = format_exception(e)
+
+    if outcome is None and ep is not None:
+        t = time.perf_counter()
+        try:
+            score = env.grade(ep)
+            outcome = Outcome.TRUNCATED if ep.truncated else Outcome.COMPLETED
+        except Exception as e:  # noqa: BLE001
+            outcome, error = Outcome.GRADER_ERROR, format_exception(e)
+        t_grade = time.perf_counter() - t
+
+    assert outcome is not None
+    rec: dict[str, Any] = {
+        "task_id": task.id,
+        "sample": sample,
+        "seed": seed,
+        "outcome": outcome.value,
+        "score": score.value if score is not None else None,
+        "passed": score.passed if score is not None else None,
+        "breakdown": score.breakdown if score is not None else None,
+        "explanation": score.explanation if score is not None else None,
+        "error": error,
+        "turns": ep.turns if ep is not None else 0,
+        "messages": [m.to_dict() for m in ep.messages] if ep is not None else [],
+        "usage": usage.to_dict(),
+        "timings": {
+            "total_s": time.perf_counter() - t0,
+            "policy_s": t_policy,
+            "env_s": t_env,
+            "grade_s": t_grade,
+        },
+        "split": task.split,
+        "metadata": task.metadata,
+    }
+    if ep is not None and ep.world is not None and ep.world_before is not None:
+        rec["world_diff"] = [c.to_dict() for c in ep.world_before.diff(ep.world)]
+    if info:
+        rec["policy_info"] = info
+    return rec
+
+
+def iter_jobs(
+    tasks: Sequence[Task], samples: int, done: set[tuple[str, int]] | None = None
+) -> Iterator[tuple[Task, int]]:
+    for t in tasks:
+        for s in range(samples):
+            if done is None or (t.id, s) not in done:
+                yield t, s
+
+
+async def run_all(
+    env: Environment,
+    jobs: Iterator[tuple[Task, int]],
+    policy: Policy,
+    cfg: RolloutConfig,
+    on_record: OnRecord,
+) -> None:
+    """Run every job with ``cfg.concurrency`` workers; ``on_record`` receives each record as it
+    finishes (the store appends it there)."""
+
+    async def worker() -> None:
+        for task, sample in jobs:  # a shared iterator: each job goes to exactly one worker
+            on_record(await run_rollout(env, task, sample, policy, cfg))
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(cfg.concurrency)]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)

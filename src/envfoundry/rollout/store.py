@@ -1,0 +1,168 @@
+"""The run store: a directory per run with a manifest, append-only records and a summary.
+
+``trajectories.jsonl`` gets one line per finished rollout, written with a single ``os.write`` on an
+``O_APPEND`` descriptor, so a process killed at any instant leaves at most one torn last line,
+which :meth:`RunStore.open` drops when resuming. Error records are moved to ``errors.jsonl`` on
+resume and their rollouts run again, so the final file holds exactly one record per
+(task_id, sample).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..core.errors import StoreError
+
+MANIFEST = "manifest.json"
+TRAJECTORIES = "trajectories.jsonl"
+ERRORS = "errors.jsonl"
+SUMMARY = "summary.json"
+ERROR_OUTCOMES = frozenset({"policy_error", "env_error", "grader_error"})
+
+
+class RunManifest(BaseModel):
+    """What defines a run; enough to resume it and to reproduce it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    env: str = Field(description="environment name")
+    env_version: str
+    env_spec: str = Field(description="how the environment was given (name or file.py:factory)")
+    split: str
+    limit: int | None
+    task_ids: list[str] = Field(description="the selected tasks, in order")
+    samples: int = Field(description="rollouts per task (a GRPO group)")
+    seed: int = Field(description="run seed; rollout seeds hash (seed, task id, sample)")
+    task_seed: int = Field(description="seed of the procedural task source")
+    policy: dict[str, Any] = Field(description="policy spec and sampling options, no secrets")
+    concurrency: int
+    timeout_s: float | None
+    max_turns: int | None
+    package_version: str
+    started_at: str
+    python: str
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunStore:
+    """A run directory. Use :meth:`create` for a new run and :meth:`open` to resume or read."""
+
+    def __init__(self, path: Path, manifest: RunManifest) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._fd: int | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, path: str | Path, manifest: RunManifest) -> RunStore:
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise StoreError(f"run directory {str(p)!r} exists and is not a directory")
+        if p.exists() and any(p.iterdir()):
+            raise StoreError(
+                f"run directory {str(p)!r} is not empty; pass --resume to continue that run "
+                "or choose another --out"
+            )
+        p.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(p / MANIFEST, manifest.model_dump_json(indent=2))
+        return cls(p, manifest)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunStore:
+        p = Path(path)
+        mf = p / MANIFEST
+        if not mf.is_file():
+            raise StoreError(f"{str(p)!r} is not a run directory (no {MANIFEST})")
+        try:
+            manifest = RunManifest.model_validate_json(mf.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise StoreError(f"cannot read {mf}: {e}") from None
+        return cls(p, manifest)
+
+    def prepare_resume(self) -> set[tuple[str, int]]:
+        """Drop a torn last line, move error records aside; return the (task_id, sample) done."""
+        tp = self.path / TRAJECTORIES
+        if not tp.exists():
+            return set()
+        raw = tp.read_bytes()
+        keep: list[bytes] = []
+        errors: list[bytes] = []
+        done: set[tuple[str, int]] = set()
+        for line in raw.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                key = (rec["task_id"], int(rec["sample"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn line from a killed process
+            if key in done:
+                continue
+            if rec.get("outcome") in ERROR_OUTCOMES:
+                errors.append(line)
+                continue
+            done.add(key)
+            keep.append(line)
+        if errors:
+            with open(self.path / ERRORS, "ab") as f:
+                f.write(b"".join(e + b"\n" for e in errors))
+                f.flush()
+                os.fsync(f.fileno())
+        new = b"".join(k + b"\n" for k in keep)
+        if new != raw:
+            tmp = tp.with_name(f".{tp.name}.tmp")
+            tmp.write_bytes(new)
+            os.replace(tmp, tp)
+        return done
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # ------------------------------------------------------------- records
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            self._fd = os.open(
+                self.path / TRAJECTORIES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
+        os.write(self._fd, (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode())
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        tp = self.path / TRAJECTORIES
+        if not tp.exists():
+            return
+        with open(tp, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue  # torn last line of a killed run
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=2))
+
+    def summary(self) -> dict[str, Any] | None:
+        sp = self.path / SUMMARY
+        return json.loads(sp.read_text()) if sp.exists() else None
