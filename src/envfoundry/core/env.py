@@ -97,6 +97,7 @@ class Environment:
                 g = FunctionGrader(getattr(g, "__name__", "grader"), g)
             self.graders.append((g.name, float(getattr(g, "weight", 1.0)), g))
         self._schemas: list[dict[str, Any]] | None = None
+        self._task_cache: dict[tuple[str, int], Sequence[Task]] = {}
 
     # ------------------------------------------------------------- definition
     def add_tool(self, t: Tool | Callable[..., Any], *, writes: bool = False) -> Tool:
@@ -129,7 +130,10 @@ class Environment:
             raise KeyError(
                 f"environment {self.name!r} has no split {split!r} (splits: {', '.join(self.splits)})"
             )
-        return self._tasks(split, seed)
+        key = (split, seed)
+        if key not in self._task_cache:
+            self._task_cache[key] = self._tasks(split, seed)
+        return self._task_cache[key]
 
     # ---------------------------------------------------------------- running
     def reset(self, task: Task, *, seed: int) -> Episode:

@@ -14,8 +14,9 @@ from typing import overload
 from .seeding import derive_seed
 from .task import Task
 
-#: generate(rng, split) -> (task, problem_key)
-Generator = Callable[[random.Random, str], tuple[Task, str]]
+#: generate(rng) -> (problem_key, build) where build(split) makes the Task; the key alone decides
+#: the split, so candidates of other splits are rejected before a Task is built
+Generator = Callable[[random.Random], tuple[str, Callable[[str], Task]]]
 
 
 class ProceduralTasks(Sequence[Task]):
@@ -57,8 +58,9 @@ class ProceduralTasks(Sequence[Task]):
         while len(self._items) <= upto:
             rng = random.Random(derive_seed(self._seed, self.split, self._cursor))
             self._cursor += 1
-            task, key = self._gen(rng, self.split)
-            if self.split_of(key) != self.split or task.id in self._seen:
+            key, build = self._gen(rng)
+            task = build(self.split) if self.split_of(key) == self.split else None
+            if task is None or task.id in self._seen:
                 misses += 1
                 if misses > self._max_attempts:
                     raise RuntimeError(

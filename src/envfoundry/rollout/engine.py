@@ -169,8 +169,13 @@ async def run_all(
     finishes (the store appends it there)."""
 
     async def worker() -> None:
+        n = 0
         for task, sample in jobs:  # a shared iterator: each job goes to exactly one worker
             on_record(await run_rollout(env, task, sample, policy, cfg))
+            n += 1
+            if n % 8 == 0:
+                # scripted policies never suspend; yield so Ctrl-C and other workers get a turn
+                await asyncio.sleep(0)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(cfg.concurrency)]
     try:

@@ -135,14 +135,17 @@ async def evaluate_async(
             python=platform.python_version(),
         )
         store = RunStore.create(out, manifest)
-        done = set()
+        done = {}
 
     total = len(tasks) * cfg.samples
     if progress is not None:
         progress.start(total, len(done))
 
+    light = [_light(r) for r in done.values()]
+
     def on_record(rec: dict[str, Any]) -> None:
         store.append(rec)
+        light.append(_light(rec))
         if progress is not None:
             progress.advance(rec)
 
@@ -154,12 +157,17 @@ async def evaluate_async(
             await asyncio.shield(policy.close())
         finally:
             store.close()
-            summary = summarize(store.records(), samples=cfg.samples)
+            summary = summarize(light, samples=cfg.samples)
             summary["complete"] = summary["n_trajectories"] == total
             store.write_summary(summary)
             if progress is not None:
                 progress.stop()
     return Run(store.path, store.manifest, summary)
+
+
+def _light(r: dict[str, Any]) -> dict[str, Any]:
+    """The fields a summary needs, kept in memory instead of re-reading the store."""
+    return {k: r.get(k) for k in ("task_id", "outcome", "score", "passed", "usage")}
 
 
 def evaluate(env: Environment | str, **kwargs: Any) -> Run:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import StoreError
@@ -23,6 +24,7 @@ MANIFEST = "manifest.json"
 TRAJECTORIES = "trajectories.jsonl"
 ERRORS = "errors.jsonl"
 SUMMARY = "summary.json"
+_ORJSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 ERROR_OUTCOMES = frozenset({"policy_error", "env_error", "grader_error"})
 
 
@@ -93,20 +95,21 @@ class RunStore:
             raise StoreError(f"cannot read {mf}: {e}") from None
         return cls(p, manifest)
 
-    def prepare_resume(self) -> set[tuple[str, int]]:
-        """Drop a torn last line, move error records aside; return the (task_id, sample) done."""
+    def prepare_resume(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """Drop a torn last line, move error records aside; return the finished records by
+        (task_id, sample)."""
         tp = self.path / TRAJECTORIES
         if not tp.exists():
-            return set()
+            return {}
         raw = tp.read_bytes()
         keep: list[bytes] = []
         errors: list[bytes] = []
-        done: set[tuple[str, int]] = set()
+        done: dict[tuple[str, int], dict[str, Any]] = {}
         for line in raw.split(b"\n"):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = orjson.loads(line)
                 key = (rec["task_id"], int(rec["sample"]))
             except (ValueError, KeyError, TypeError):
                 continue  # a torn line from a killed process
@@ -115,7 +118,7 @@ class RunStore:
             if rec.get("outcome") in ERROR_OUTCOMES:
                 errors.append(line)
                 continue
-            done.add(key)
+            done[key] = rec
             keep.append(line)
         if errors:
             with open(self.path / ERRORS, "ab") as f:
@@ -146,7 +149,7 @@ class RunStore:
             self._fd = os.open(
                 self.path / TRAJECTORIES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
             )
-        os.write(self._fd, (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode())
+        os.write(self._fd, orjson.dumps(record, default=str, option=_ORJSON_OPTS))
 
     def records(self) -> Iterator[dict[str, Any]]:
         tp = self.path / TRAJECTORIES
@@ -156,8 +159,8 @@ class RunStore:
             for line in f:
                 if line.strip():
                     try:
-                        yield json.loads(line)
-                    except ValueError:
+                        yield orjson.loads(line)
+                    except orjson.JSONDecodeError:
                         continue  # torn last line of a killed run
 
     def write_summary(self, summary: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ look-alike digits all score 0, and the explanation says why.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ...core.env import Environment, Episode
 from ...core.messages import Message
@@ -46,9 +46,9 @@ def make_env(levels: Sequence[int] | str | None = None) -> Environment:
     if bad:
         raise ValueError(f"math: unknown level(s) {bad}; levels are {sorted(LEVELS)}")
 
-    def generate(rng: random.Random, split: str) -> tuple[Task, str]:
+    def generate(rng: random.Random) -> tuple[str, Callable[[str], Task]]:
         p = make_problem(rng, lv)
-        task = Task(
+        return p.key, lambda split: Task(
             env=NAME,
             env_version=VERSION,
             split=split,
@@ -57,7 +57,6 @@ def make_env(levels: Sequence[int] | str | None = None) -> Environment:
             data={"answer": p.answer},
             metadata={"difficulty": p.knobs["level"], **p.knobs},
         )
-        return task, p.key
 
     def tasks(split: str, seed: int) -> Sequence[Task]:
         return ProceduralTasks(

@@ -1,0 +1,166 @@
+"""The ``envfoundry`` command line: parses, calls the library, prints.
+
+Exit codes: 0 ok, 1 a check or audit found problems, 2 bad usage or bad input, 130 interrupted
+(after the run store has been flushed).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .core.errors import UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build, run, verify and share RL environments for LLM agents.",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+EnvArg = Annotated[
+    str | None,  # noqa: UP007 - typer needs Optional
+    typer.Argument(help="built-in name (see `envfoundry list`), file.py:factory or pkg.mod:attr"),
+]
+EnvOpt = Annotated[
+    str | None,  # noqa: UP007
+    typer.Option("--env", help="environment as path/to/file.py:factory (same as ENV)"),
+]
+
+
+def _env_spec(env: str | None, env_opt: str | None) -> str:
+    if env and env_opt and env != env_opt:
+        raise UsageError(f"give the environment once: ENV={env!r} and --env={env_opt!r}")
+    spec = env or env_opt
+    if not spec:
+        raise UsageError("no environment given: pass ENV or --env path/to/file.py:factory")
+    return spec
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the built-in environments."""
+    from rich.table import Table
+
+    from .envs import BUILTIN, load
+
+    t = Table(title="environments", title_justify="left")
+    for c in ("name", "version", "splits (tasks)", "tools", "description"):
+        t.add_column(c)
+    for name in BUILTIN:
+        env = load(name)
+        splits = ", ".join(f"{s} ({len(env.tasks(s)):,})" for s in env.splits)
+        t.add_row(name, env.version, splits, str(len(env.tools)), env.description)
+    console.print(t)
+
+
+@app.command("run")
+def run_cmd(
+    env: EnvArg = None,
+    env_opt: EnvOpt = None,
+    model: Annotated[str, typer.Option(help="scripted:oracle|noop|random")] = "scripted:oracle",
+    split: Annotated[str, typer.Option(help="task split")] = "test",
+    limit: Annotated[int | None, typer.Option(help="first N tasks of the split")] = None,  # noqa: UP007
+    samples: Annotated[int, typer.Option(help="rollouts per task (a GRPO group)")] = 1,
+    concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
+    seed: Annotated[int, typer.Option(help="run seed (tasks and rollouts)")] = 0,
+    task_seed: Annotated[int | None, typer.Option(help="task source seed (default: --seed)")] = None,  # noqa: UP007
+    timeout: Annotated[float | None, typer.Option(help="seconds per rollout")] = None,  # noqa: UP007
+    max_turns: Annotated[int | None, typer.Option(help="lower the env's turn limit")] = None,  # noqa: UP007
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/ENV-TIME)")] = None,  # noqa: UP007
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Run tasks x samples rollouts of ENV with a policy and store them."""
+    from .display import RichProgress, summary_table
+    from .rollout.run import evaluate
+
+    spec = _env_spec(env, env_opt)
+    if limit is not None and limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {limit}")
+    if resume and out is None:
+        raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = Path(spec.split(":")[0]).stem if ":" in spec else spec
+        out = Path("runs") / f"{name}-{stamp}"
+    progress = None if quiet else RichProgress(console)
+    run = evaluate(
+        spec, model=model, out=out, split=split, limit=limit, samples=samples,
+        concurrency=concurrency, seed=seed, task_seed=task_seed, timeout_s=timeout,
+        max_turns=max_turns, resume=resume, progress=progress,
+    )
+    console.print(summary_table(run.summary, title=f"{run.manifest.env} - {model}"))
+    console.print(f"run stored in [bold]{run.path}[/bold]")
+
+
+@app.command("show")
+def show_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    failed: Annotated[bool, typer.Option("--failed", help="only failed or errored rollouts")] = False,
+    task: Annotated[str | None, typer.Option("--task", help="show this task's rollouts in full")] = None,  # noqa: UP007
+    limit: Annotated[int, typer.Option(help="rows in the table")] = 50,
+) -> None:
+    """Show a run's summary and trajectories."""
+    from .display import records_table, summary_table, trajectory_panel
+    from .rollout.run import Run
+
+    r = Run.open(run)
+    recs = list(r.records())
+    if failed:
+        recs = [x for x in recs if x["outcome"] not in ("completed", "truncated") or not x["passed"]]
+    if task is not None:
+        recs = [x for x in recs if x["task_id"] == task]
+        if not recs:
+            raise UsageError(f"run {str(run)!r} has no trajectory of task {task!r}")
+        for x in sorted(recs, key=lambda x: x["sample"]):
+            console.print(trajectory_panel(x))
+        return
+    console.print(summary_table(r.summary, title=f"{r.manifest.env} - {r.manifest.policy.get('spec')}"))
+    console.print(records_table(recs, limit=limit))
+
+
+@app.command("export")
+def export_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    out: Annotated[Path, typer.Argument(help="output file")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl")] = "parquet",
+) -> None:
+    """Export a run's trajectories (Parquet loads with `datasets`)."""
+    from .rollout.export import export_run
+
+    n = export_run(run, fmt, out)
+    console.print(f"wrote {n} rows to {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; maps errors to exit codes instead of tracebacks."""
+    try:
+        app(args=argv, standalone_mode=True)  # typer formats usage errors and exits 2
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 130:  # typer turns KeyboardInterrupt into exit code 130
+            err.print("interrupted; the run store was flushed (continue with --resume)")
+        return code
+    except KeyboardInterrupt:
+        err.print("interrupted; the run store was flushed (continue with --resume)")
+        return 130
+    except UsageError as e:
+        err.print(f"[red]error:[/red] {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def _entry() -> None:
+    sys.exit(main())

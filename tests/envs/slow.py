@@ -1,0 +1,64 @@
+"""Test environments: a slow one (for kill/resume/interrupt tests) and buggy ones."""
+
+import time
+
+from envfoundry import Environment, Message, Score, Task, ToolCall, tool
+
+
+def _tasks(n: int, name: str):
+    def tasks(split: str, seed: int):
+        return [
+            Task(env=name, env_version="1", split=split, prompt=f"say {i}", data={"i": i})
+            for i in range(n)
+        ]
+    return tasks
+
+
+def _slow_grade(g) -> Score:
+    time.sleep(0.004)
+    ok = g.final == f"{g.task.data['i']}"
+    return Score(1.0 if ok else 0.0, {}, "ok" if ok else "wrong")
+
+
+def make_slow() -> Environment:
+    return Environment(
+        name="slow", tasks=_tasks(100, "slow"), graders=_slow_grade,
+        reference=lambda ep: Message("assistant", str(ep.task.data["i"])), max_turns=1,
+    )
+
+
+@tool
+def explode(ep, n: int) -> str:
+    """A tool with a bug."""
+    return str(1 // (n - n))
+
+
+def make_buggy_tool() -> Environment:
+    return Environment(
+        name="buggy_tool", tasks=_tasks(5, "buggy_tool"), tools=[explode],
+        graders=lambda g: Score(1.0),
+        reference=lambda ep: Message("assistant", tool_calls=[ToolCall("explode", {"n": 1})]),
+    )
+
+
+def _crash_grade(g) -> Score:
+    raise RuntimeError("grader bug")
+
+
+def make_buggy_grader() -> Environment:
+    return Environment(
+        name="buggy_grader", tasks=_tasks(5, "buggy_grader"), graders=_crash_grade,
+        reference=lambda ep: Message("assistant", "x"),
+    )
+
+
+def make_buggy_reset() -> Environment:
+    def world(task):
+        raise ValueError("world factory bug")
+    return Environment(
+        name="buggy_reset", tasks=_tasks(5, "buggy_reset"), world=world,
+        graders=lambda g: Score(1.0), reference=lambda ep: Message("assistant", "x"),
+    )
+
+
+not_an_env = 42

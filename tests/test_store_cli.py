@@ -1,0 +1,193 @@
+"""The run store (resume after SIGKILL, refusal to reuse), the CLI's exit codes, export."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import envfoundry
+from tests.conftest import TEST_ENVS, cli
+
+SLOW = f"{TEST_ENVS / 'slow.py'}:make_slow"
+
+
+def _records(run: Path):
+    return [json.loads(x) for x in (run / "trajectories.jsonl").read_text().splitlines() if x]
+
+
+def test_oracle_noop_on_math(tmp_path):
+    r = cli("run", "math", "--model", "scripted:oracle", "--limit", "200", "--samples", "4",
+            "--out", str(tmp_path / "o"), "-q")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["pass_rate"] == 1.0 and s["outcomes"]["completed"] == 800 == s["n_trajectories"]
+    assert s["pass_at_k"]["4"] == 1.0 and s["pass_rate_ci"][0] > 0.99
+    r = cli("run", "math", "--model", "scripted:noop", "--limit", "200", "--samples", "4",
+            "--out", str(tmp_path / "n"), "-q")
+    s = json.loads((tmp_path / "n" / "summary.json").read_text())
+    assert s["pass_rate"] == 0.0 and s["outcomes"]["completed"] == 800
+    rec = _records(tmp_path / "n")[0]
+    for field in ("task_id", "sample", "outcome", "score", "passed", "messages", "seed", "usage",
+                  "timings"):
+        assert field in rec
+    manifest = json.loads((tmp_path / "n" / "manifest.json").read_text())
+    for field in ("env", "env_version", "task_ids", "policy", "seed", "package_version",
+                  "started_at"):
+        assert field in manifest
+
+
+def test_same_seed_same_results_different_seed_differs(tmp_path):
+    def run(seed, name):
+        return envfoundry.evaluate("math", model="scripted:random", out=tmp_path / name,
+                                   limit=50, samples=2, seed=seed, concurrency=7)
+    a, b, c = run(3, "a"), run(3, "b"), run(4, "c")
+    def key(r):
+        return sorted((x["task_id"], x["sample"], x["score"], x["seed"]) for x in r.records())
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+    assert a.manifest.task_ids == b.manifest.task_ids != c.manifest.task_ids
+
+
+def test_results_independent_of_concurrency(tmp_path):
+    runs = [envfoundry.evaluate("math", model="scripted:random", out=tmp_path / str(k), limit=40,
+                                samples=3, concurrency=k) for k in (1, 16)]
+    def key(r):
+        return sorted((x["task_id"], x["sample"], x["score"]) for x in r.records())
+    assert key(runs[0]) == key(runs[1])
+
+
+def test_kill_9_then_resume(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "--env", SLOW, "--samples",
+                          "4", "--concurrency", "3", "--out", str(out), "-q"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    traj = out / "trajectories.jsonl"
+    deadline = time.time() + 30
+    while time.time() < deadline and (not traj.exists() or traj.stat().st_size < 2000):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    n_before = len(_records(out))
+    assert 0 < n_before < 400, n_before
+    # a torn last line, as a kill in the middle of a write could leave
+    with open(traj, "a") as f:
+        f.write('{"task_id": "abc", "sam')
+    r = cli("run", "--env", SLOW, "--out", str(out), "--resume", "-q")
+    assert r.returncode == 0, r.stderr
+    recs = _records(out)
+    keys = [(x["task_id"], x["sample"]) for x in recs]
+    assert len(keys) == 400 == len(set(keys))
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_trajectories"] == 400 and s["pass_rate"] == 1.0 and s["complete"]
+
+
+def test_resume_reruns_errors_without_duplicates(tmp_path):
+    out = tmp_path / "run"
+    envfoundry.evaluate("math", model="scripted:oracle", out=out, limit=5, samples=2)
+    recs = _records(out)
+    recs[3]["outcome"], recs[3]["score"], recs[3]["passed"] = "policy_error", None, None
+    (out / "trajectories.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    run = envfoundry.evaluate("math", model="scripted:oracle", out=out, resume=True)
+    assert run.summary["n_trajectories"] == 10 and run.summary["outcomes"]["policy_error"] == 0
+    assert len((out / "errors.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_refuses_other_policy(tmp_path):
+    out = tmp_path / "run"
+    envfoundry.evaluate("math", model="scripted:oracle", out=out, limit=2)
+    r = cli("run", "math", "--model", "scripted:noop", "--out", str(out), "--resume")
+    assert r.returncode == 2 and "used policy 'scripted:oracle'" in r.stdout + r.stderr
+
+
+def test_sigint_exits_130_after_flushing(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "--env", SLOW, "--samples",
+                          "4", "--concurrency", "2", "--out", str(out), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # a shell may start children with SIGINT ignored; a user's Ctrl-C is not
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+    traj = out / "trajectories.jsonl"
+    deadline = time.time() + 30
+    while time.time() < deadline and (not traj.exists() or traj.stat().st_size < 1000):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert "--resume" in err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] is False and s["n_trajectories"] == len(_records(out)) > 0
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["run", "nosuchenv"], "unknown environment 'nosuchenv'"),
+        (["run", "math", "--limit", "-3"], "--limit must be >= 0"),
+        (["run", "math", "--samples", "0"], "samples must be >= 1"),
+        (["run", "math", "--split", "validation"], "has no split 'validation'"),
+        (["run", "math", "--model", "scripted:genius"], "unknown scripted policy 'genius'"),
+        (["run", "--env", "missing_file.py:make"], "does not exist"),
+        (["run", "--env", f"{TEST_ENVS / 'broken_import.py'}:make"], "failed to import"),
+        (["run", "--env", f"{TEST_ENVS / 'slow.py'}:nope"], "has no attribute 'nope'"),
+        (["run", "--env", f"{TEST_ENVS / 'slow.py'}:not_an_env"], "not an envfoundry Environment"),
+        (["run"], "no environment given"),
+        (["run", "math", "--resume"], "--resume needs --out"),
+        (["show", "/nonexistent/run"], "not a run directory"),
+        (["export", "/nonexistent/run", "x.parquet"], "not a run directory"),
+        (["run", "math", "--bogus-flag"], "No such option"),
+    ],
+)
+def test_bad_input_exits_2_with_specific_message(args, needle, tmp_path):
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert needle in (r.stdout + r.stderr).replace("\n", " "), (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+def test_non_empty_out_refused(tmp_path):
+    (tmp_path / "old.txt").write_text("keep me")
+    r = cli("run", "math", "--limit", "1", "--out", str(tmp_path))
+    assert r.returncode == 2 and "not empty" in r.stdout + r.stderr
+    assert (tmp_path / "old.txt").read_text() == "keep me"
+
+
+def test_user_env_file_and_env_error(tmp_path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "counter_env.py"
+    r = cli("run", "--env", f"{example}:make_env", "--limit", "10", "--samples", "2", "--out",
+            str(tmp_path / "c"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["pass_rate"] == 1.0
+    r = cli("run", "--env", f"{TEST_ENVS / 'slow.py'}:make_buggy_tool", "--out",
+            str(tmp_path / "b"), "-q")
+    assert r.returncode == 0
+    recs = _records(tmp_path / "b")
+    assert {x["outcome"] for x in recs} == {"env_error"}
+    assert all("ZeroDivisionError" in x["error"] and "Traceback" in x["error"] for x in recs)
+    s = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert s["pass_rate"] is None and s["n_errors"] == 5
+
+
+def test_list_show_export(tmp_path):
+    r = cli("list")
+    assert r.returncode == 0 and "math" in r.stdout and "2,000" in r.stdout
+    out = tmp_path / "run"
+    envfoundry.evaluate("math", model="scripted:random", out=out, limit=20, samples=2)
+    r = cli("show", str(out), "--failed")
+    assert r.returncode == 0 and "expected" in r.stdout
+    tid = _records(out)[0]["task_id"]
+    r = cli("show", str(out), "--task", tid)
+    assert r.returncode == 0 and "grader" in r.stdout and "<answer>" in r.stdout
+    for fmt in ("parquet", "jsonl"):
+        f = tmp_path / f"x.{fmt}"
+        r = cli("export", str(out), str(f), "--format", fmt)
+        assert r.returncode == 0, r.stderr
+        import datasets
+        ds = datasets.load_dataset("parquet" if fmt == "parquet" else "json", data_files=str(f),
+                                   split="train")
+        assert len(ds) == 40 and set(ds["task_id"]) == {x["task_id"] for x in _records(out)}
+    r = cli("export", str(out), str(tmp_path / "y"), "--format", "csv")
+    assert r.returncode == 2 and "unknown export format 'csv'" in r.stdout + r.stderr
