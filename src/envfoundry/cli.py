@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from .core.errors import UsageError
+from .core.errors import EnvfoundryError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -65,7 +65,16 @@ def list_cmd() -> None:
 def run_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
-    model: Annotated[str, typer.Option(help="scripted:oracle|noop|random")] = "scripted:oracle",
+    model: Annotated[str, typer.Option(help="scripted:oracle|noop|random, local, local:PATH.gguf, openai:NAME")] = (
+        "scripted:oracle"
+    ),
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,  # noqa: UP007
+    api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,  # noqa: UP007
+    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,  # noqa: UP007
+    top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,  # noqa: UP007
+    max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,  # noqa: UP007
+    model_seed: Annotated[Optional[int], typer.Option(help="fixed sampling seed (default: per rollout)")] = None,  # noqa: UP007
+    tool_mode: Annotated[str, typer.Option(help="auto, native or text tool calling")] = "auto",
     split: Annotated[str, typer.Option(help="task split")] = "test",
     limit: Annotated[int | None, typer.Option(help="first N tasks of the split")] = None,  # noqa: UP007
     samples: Annotated[int, typer.Option(help="rollouts per task (a GRPO group)")] = 1,
@@ -96,6 +105,10 @@ def run_cmd(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,
         concurrency=concurrency, seed=seed, task_seed=task_seed, timeout_s=timeout,
         max_turns=max_turns, resume=resume, progress=progress,
+        model_options={
+            "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
+            "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": model_seed},
+        },
     )
     console.print(summary_table(run.summary, title=f"{run.manifest.env} - {model}"))
     console.print(f"run stored in [bold]{run.path}[/bold]")
@@ -155,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         err.print(f"[red]error:[/red] {e}")
         return 2
+    except EnvfoundryError as e:  # e.g. the local model server failed to start
+        err.print(f"[red]error:[/red] {e}")
+        return 1
     return 0
 
 

@@ -172,6 +172,9 @@ class Episode:
         self.messages: list[Message] = []
         if task.system:
             self.messages.append(Message("system", task.system))
+        for q, a in task.examples:
+            self.messages.append(Message("user", q))
+            self.messages.append(Message("assistant", a))
         self.messages.append(Message("user", task.prompt))
         self.turns = 0
         self.terminated = False

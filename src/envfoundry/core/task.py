@@ -21,9 +21,11 @@ def content_hash(obj: Any, *, length: int = 16) -> str:
 class Task(BaseModel):
     """One task of an environment.
 
-    ``prompt`` is what the agent sees first. ``data`` is private to the environment (gold answer,
-    grader configuration, world parameters): it is never shown to a policy, only to the
-    environment, its graders and its reference solution. ``metadata`` holds descriptive facts such
+    ``prompt`` is what the agent sees first, after the optional ``system`` message and
+    ``examples`` (worked (user, assistant) pairs shown as earlier chat turns: small models follow
+    a format from examples far more often than from an instruction). ``data`` is private to the
+    environment (gold answer, grader configuration, world parameters): it is never shown to a
+    policy, only to the environment, its graders and its reference solution. ``metadata`` holds descriptive facts such
     as difficulty knobs. The ``id`` is a content hash of env name, env version, prompt, data and
     world, so any change to what defines a task changes its id.
     """
@@ -35,6 +37,7 @@ class Task(BaseModel):
     split: str
     prompt: str
     system: str | None = None
+    examples: tuple[tuple[str, str], ...] = ()
     data: dict[str, Any] = Field(default_factory=dict)
     world: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -48,6 +51,7 @@ class Task(BaseModel):
                 "env_version": self.env_version,
                 "prompt": self.prompt,
                 "system": self.system,
+                "examples": self.examples,
                 "data": self.data,
                 "world": self.world,
             }

@@ -62,11 +62,11 @@ def _select(env: Environment, split: str, limit: int | None, task_seed: int) -> 
     return tasks
 
 
-def _policy_from(model: str | Policy) -> Policy:
+def _policy_from(model: str | Policy, options: dict[str, Any] | None) -> Policy:
     if isinstance(model, str):
         from ..policies import resolve_policy
 
-        return resolve_policy(model)
+        return resolve_policy(model, **(options or {}))
     return model
 
 
@@ -85,8 +85,14 @@ async def evaluate_async(
     max_turns: int | None = None,
     resume: bool = False,
     progress: Progress | None = None,
+    model_options: dict[str, Any] | None = None,
 ) -> Run:
-    """Run ``samples`` rollouts of each selected task and store them under ``out``."""
+    """Run ``samples`` rollouts of each selected task and store them under ``out``.
+
+    ``model`` is a spec (``scripted:oracle``, ``local``, ``openai:NAME``) or a Policy object;
+    ``model_options`` go to :func:`~envfoundry.policies.resolve_policy` (base_url, api_key_env,
+    sampling, tool_mode). On ``resume`` the stored run's selection, seeds and sampling are used.
+    """
     from ..envs import load
 
     env_spec = env if isinstance(env, str) else env.name
@@ -100,7 +106,12 @@ async def evaluate_async(
             raise StoreError(
                 f"run {str(out)!r} used {m.env} {m.env_version}; this is {env_obj.version}"
             )
-        policy = _policy_from(model)
+        opts = dict(model_options or {})
+        if isinstance(model, str):
+            opts.setdefault("sampling", m.policy.get("sampling"))
+            if m.policy.get("base_url"):
+                opts.setdefault("base_url", m.policy["base_url"])
+        policy = _policy_from(model, opts)
         spec = policy.describe().get("spec")
         if spec != m.policy.get("spec"):
             raise StoreError(f"run {str(out)!r} used policy {m.policy.get('spec')!r}, not {spec!r}")
@@ -125,7 +136,7 @@ async def evaluate_async(
                                 timeout_s=timeout_s, max_turns=max_turns)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        policy = _policy_from(model)
+        policy = _policy_from(model, model_options)
         manifest = RunManifest(
             env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, split=split,
             limit=limit, task_ids=[t.id for t in tasks], samples=samples, seed=seed,

@@ -19,22 +19,18 @@ from .generate import LEVELS, make_problem
 from .grader import ANSWER_FORMAT, grade_answer
 
 NAME = "math"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 SPLIT_SIZES = {"train": 20_000, "test": 2_000}
 SPLIT_WEIGHTS = {"train": 4, "test": 1}  # share of the problem space each split owns
 
 SYSTEM = """You solve arithmetic problems. Think briefly if you need to, then give the final answer \
-as a single integer inside <answer></answer> tags, exactly once.
-
-Examples:
-User: What is 2 + 5?
-Assistant: 2 + 5 = 7. <answer>7</answer>
-
-User: Compute 12 - 4 + 3.
-Assistant: 12 - 4 = 8, 8 + 3 = 11. <answer>11</answer>
-
-User: Mia has 3 pens and buys 4 more. How many pens does she have?
-Assistant: 3 + 4 = 7. <answer>7</answer>"""
+as a single integer inside <answer></answer> tags, exactly once."""
+#: worked examples, shown as earlier chat turns (SmolLM2-135M follows the format from these)
+EXAMPLES = (
+    ("What is 2 + 5?", "2 + 5 = 7. <answer>7</answer>"),
+    ("Compute 12 - 4 + 3.", "12 - 4 = 8, 8 + 3 = 11. <answer>11</answer>"),
+    ("Mia has 3 pens and buys 4 more. How many pens does she have?", "3 + 4 = 7. <answer>7</answer>"),
+)
 
 
 def make_env(levels: Sequence[int] | str | None = None) -> Environment:
@@ -53,6 +49,7 @@ def make_env(levels: Sequence[int] | str | None = None) -> Environment:
             env_version=VERSION,
             split=split,
             system=SYSTEM,
+            examples=EXAMPLES,
             prompt=p.question,
             data={"answer": p.answer},
             metadata={"difficulty": p.knobs["level"], **p.knobs},

@@ -1,0 +1,556 @@
+"""A policy backed by any OpenAI-compatible ``/v1/chat/completions`` server.
+
+Works with OpenAI, vLLM, SGLang, llama.cpp's server, Ollama and the like. One ``aiohttp`` session
+per policy (opened by :meth:`OpenAIPolicy.start`, or by the first request) carries every request;
+each request is built as a plain dict and its reply read with ``json.loads`` (``orjson`` when
+installed), so the per-request overhead stays far below a model's latency.
+
+Failures
+--------
+Infrastructure faults are retried with bounded exponential backoff and full jitter
+(``RetryConfig``): connection refused or reset, no reply within ``request_timeout_s``, HTTP 408,
+429 (waiting ``Retry-After`` seconds when given, at most ``4 * max_delay_s``) and 5xx, a body that
+is cut short or is not JSON, a reply without ``choices`` or a choice without ``message``. When
+the attempts run out the policy raises :class:`~envfoundry.core.errors.PolicyError` naming the
+server, the number of attempts and the last cause, and the rollout ends as ``policy_error`` (never
+with a score). Any other 4xx (bad request, bad key, unknown model, wrong URL) is not retried: the
+``PolicyError`` carries the server's own message. Cancellation is never caught: cancelling a
+rollout closes its request's connection.
+
+Tool calling
+------------
+``tool_mode="native"`` sends the environment's tools as ``tools`` and reads the reply's
+``tool_calls``. ``tool_mode="text"`` uses the text protocol below, for models without native
+function calling. ``tool_mode="auto"`` (the default) starts native and switches this policy to
+the text protocol for good when the server rejects a request that has ``tools`` with an error
+mentioning tools; it also reads ``<tool_call>`` blocks from a native reply that has no
+``tool_calls`` (servers that accept ``tools`` but leave the model's calls in its text).
+
+Text tool protocol
+------------------
+The tools are described in the system message (the environment's system message gets a
+``# Tools`` section appended; an environment without one gets a system message of its own): each
+tool's name, description and the JSON schema of its arguments, one JSON object per line. The
+model calls a tool by writing, anywhere in its reply, one or more blocks::
+
+    <tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>
+
+(``"parameters"`` is accepted for ``"arguments"``; a last block left unclosed is read to the end
+of the reply). Each block becomes one :class:`~envfoundry.core.messages.ToolCall`; the reply's
+text, blocks included, stays the assistant message's content. Results go back as one user
+message per turn holding a block per call::
+
+    <tool_result name="add">
+    5
+    </tool_result>
+
+A block the policy cannot read is the model's mistake, never an infrastructure error: it still
+becomes a call, so that the environment answers with an error and the episode goes on. When the
+block is not JSON but a ``"name"`` can be read from it, the call gets that name and the block's
+raw text as its arguments, and the tool reports the JSON error and where it is; a block without
+a usable name becomes a call to ``__invalid__`` (the environment answers "unknown tool"). Each
+such problem is also listed under ``tool_call_errors`` in the turn's policy info.
+
+Seeds
+-----
+Every request carries a ``seed``: ``SamplingOptions.seed`` when set (the same for every request),
+otherwise one derived from the episode's seed and turn, so that rollouts repeat exactly on servers
+that honour seeds while the samples of a group still differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import email.utils
+import json
+import random
+import re
+from typing import Any, Literal
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..core.env import Episode
+from ..core.errors import PolicyError, UsageError
+from ..core.messages import Message, ToolCall
+from ..core.outcome import Usage
+from ..core.policy import PolicyOutput
+from ..core.seeding import derive_seed
+
+try:  # optional: a faster JSON codec when installed
+    import orjson
+
+    _loads = orjson.loads
+
+    def _dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+ToolMode = Literal["auto", "native", "text"]
+TOOL_MODES: tuple[str, ...] = ("auto", "native", "text")
+
+#: the name given to a text-protocol tool call that names no tool
+INVALID_TOOL = "__invalid__"
+
+_SEED_MASK = (1 << 31) - 1
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_FENCE = re.compile(r"\A```[A-Za-z]*\s*(.*?)\s*```\Z", re.DOTALL)
+_TOOLS_WORD = re.compile(r"\btools?\b|tool_choice|function[ _]?call", re.IGNORECASE)
+
+
+class SamplingOptions(BaseModel):
+    """Sampling parameters sent with every request. ``seed=None`` derives one per request from
+    the episode's seed and turn."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1)
+    seed: int | None = None
+
+
+class RetryConfig(BaseModel):
+    """How infrastructure faults are retried: ``max_attempts`` tries in all, waiting a random
+    time in ``[0, min(max_delay_s, base_delay_s * 2**(attempt-1))]`` between them; each try may
+    take ``request_timeout_s`` seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int = Field(5, ge=1)
+    base_delay_s: float = Field(0.25, ge=0.0)
+    max_delay_s: float = Field(8.0, ge=0.0)
+    request_timeout_s: float = Field(60.0, gt=0.0)
+
+
+class _Retryable(Exception):
+    """An infrastructure fault worth another try; ``wait_s`` overrides the backoff."""
+
+    def __init__(self, cause: str, wait_s: float | None = None) -> None:
+        super().__init__(cause)
+        self.wait_s = wait_s
+
+
+class _ToolsRejected(Exception):
+    """The server refused a request because of its ``tools`` (auto mode falls back to text)."""
+
+
+class OpenAIPolicy:
+    """A model behind an OpenAI-compatible chat-completions endpoint.
+
+    Args:
+        model: the model name the server knows.
+        base_url: the API root, ending in ``/v1`` (requests go to ``{base_url}/chat/completions``).
+        api_key: sent as ``Authorization: Bearer ...``; never recorded (not in :meth:`describe`).
+        sampling: temperature, top_p, max_tokens and seed.
+        retry: attempts, backoff and the per-request timeout.
+        tool_mode: ``auto``, ``native`` or ``text`` (see the module documentation).
+        concurrency: the most connections kept open to the server; give it at least the number
+            of rollouts run at once (a request waiting for a connection uses up its timeout).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        api_key: str | None = None,
+        sampling: SamplingOptions | None = None,
+        retry: RetryConfig | None = None,
+        tool_mode: ToolMode = "auto",
+        concurrency: int = 64,
+    ) -> None:
+        if not model:
+            raise UsageError("OpenAIPolicy needs a model name")
+        if tool_mode not in TOOL_MODES:
+            raise UsageError(f"tool_mode must be one of {', '.join(TOOL_MODES)}, got {tool_mode!r}")
+        if concurrency < 1:
+            raise UsageError(f"concurrency must be >= 1, got {concurrency}")
+        if not base_url.startswith(("http://", "https://")):
+            raise UsageError(f"base_url must start with http:// or https://, got {base_url!r}")
+        self.name = model
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.sampling = sampling or SamplingOptions()
+        self.retry = retry or RetryConfig()
+        self.tool_mode: ToolMode = tool_mode
+        self.concurrency = concurrency
+        self._api_key = api_key
+        self._url = f"{self.base_url}/chat/completions"
+        self._session: aiohttp.ClientSession | None = None
+        self._text_fallback = False  # auto mode: the server refused native tools
+        self._rng = random.Random(derive_seed("openai-policy", model, self.base_url))
+        self._tools_text: dict[int, tuple[list[dict[str, Any]], str]] = {}
+        s = self.sampling
+        self._params: dict[str, Any] = {
+            "model": model,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+        }
+
+    def __repr__(self) -> str:
+        return f"OpenAIPolicy(model={self.model!r}, base_url={self.base_url!r})"
+
+    # ------------------------------------------------------------ lifecycle
+    def describe(self) -> dict[str, Any]:
+        return {
+            "spec": f"openai:{self.model}",
+            "base_url": self.base_url,
+            "sampling": self.sampling.model_dump(),
+            "tool_mode": self.tool_mode,
+            "retry": self.retry.model_dump(),
+        }
+
+    async def start(self) -> None:
+        if self._session is not None and not self._session.closed:
+            return
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(total=self.retry.request_timeout_s),
+            headers=headers,
+        )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # ---------------------------------------------------------------- acting
+    @property
+    def uses_text_tools(self) -> bool:
+        """Whether tools are offered with the text protocol (text mode, or auto after a
+        server refused native tools)."""
+        return self.tool_mode == "text" or self._text_fallback
+
+    async def act(self, ep: Episode) -> PolicyOutput:
+        if self._session is None:
+            await self.start()
+        schemas = ep.env.tool_schemas()
+        text = bool(schemas) and self.uses_text_tools
+        seed = self.sampling.seed
+        if seed is None:
+            seed = derive_seed(ep.seed, ep.turns) & _SEED_MASK
+        try:
+            msg, data = await self._complete(self._request(ep, schemas, text, seed))
+        except _ToolsRejected:
+            self._text_fallback = text = True
+            msg, data = await self._complete(self._request(ep, schemas, True, seed))
+        return self._output(msg, data, bool(schemas), text)
+
+    def _request(
+        self, ep: Episode, schemas: list[dict[str, Any]], text: bool, seed: int
+    ) -> dict[str, Any]:
+        body = dict(self._params)
+        if text:
+            body["messages"] = _text_messages(ep.messages, self._tools_prompt(schemas))
+        else:
+            body["messages"] = _native_messages(ep.messages)
+            if schemas:
+                body["tools"] = schemas
+        body["seed"] = seed
+        return body
+
+    def _tools_prompt(self, schemas: list[dict[str, Any]]) -> str:
+        hit = self._tools_text.get(id(schemas))
+        if hit is not None and hit[0] is schemas:
+            return hit[1]
+        text = tools_system_prompt(schemas)
+        self._tools_text[id(schemas)] = (schemas, text)
+        return text
+
+    def _output(
+        self, msg: dict[str, Any], data: dict[str, Any], has_tools: bool, text: bool
+    ) -> PolicyOutput:
+        content = msg.get("content") or ""
+        if not isinstance(content, str):  # a list of content parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        calls: list[ToolCall] = []
+        problems: list[str] = []
+        for c in msg.get("tool_calls") or ():
+            fn = c.get("function") if isinstance(c, dict) else None
+            if not isinstance(fn, dict):
+                fn = {}
+            args = fn.get("arguments")
+            if args is None:
+                args = ""
+            elif not isinstance(args, (str, dict)):
+                args = json.dumps(args)
+            calls.append(ToolCall(fn.get("name") or INVALID_TOOL, args, str(c.get("id") or "")))
+        if has_tools and not calls and "<tool_call>" in content:
+            calls, problems = parse_tool_calls(content)
+        info: dict[str, Any] = {"finish_reason": data["choices"][0].get("finish_reason")}
+        if text:
+            info["tool_protocol"] = "text"
+        if problems:
+            info["tool_call_errors"] = problems
+        usage = data.get("usage")
+        u = (
+            Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            if isinstance(usage, dict) else Usage()
+        )
+        return PolicyOutput(Message("assistant", content, calls), u, info)
+
+    # -------------------------------------------------------------- transport
+    async def _complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """POST with retries; returns (choices[0].message, whole reply)."""
+        session = self._session
+        assert session is not None
+        payload = _dumps(body)
+        may_fall_back = self.tool_mode == "auto" and "tools" in body
+        r = self.retry
+        cause = ""
+        for attempt in range(1, r.max_attempts + 1):
+            wait_s: float | None = None
+            try:
+                async with session.post(self._url, data=payload) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    if 200 <= status < 300:
+                        return _extract(raw)
+                    text = _error_text(raw)
+                    if may_fall_back and status != 429 and _TOOLS_WORD.search(text):
+                        raise _ToolsRejected(text)
+                    if status == 429:
+                        raise _Retryable(
+                            f"HTTP 429: {text}",
+                            _retry_after(resp.headers.get("Retry-After"), 4 * r.max_delay_s),
+                        )
+                    if status == 408 or status >= 500:
+                        raise _Retryable(f"HTTP {status}: {text}")
+                    hint = " (check base_url: it should end in /v1)" if status == 404 else ""
+                    raise PolicyError(
+                        f"model server at {self.base_url} rejected the request "
+                        f"(not retried): HTTP {status}: {text}{hint}"
+                    )
+            except _Retryable as e:
+                cause, wait_s = str(e), e.wait_s
+            except TimeoutError:
+                cause = f"no reply within {r.request_timeout_s:g}s (request timeout)"
+            except aiohttp.InvalidURL as e:
+                raise PolicyError(f"invalid model server URL {self._url!r}: {e}") from None
+            except aiohttp.ClientPayloadError as e:
+                cause = f"response body cut short ({_short(str(e))})"
+            except aiohttp.ClientConnectorError as e:
+                cause = f"cannot connect: {_short(str(e))}"
+            except aiohttp.ServerDisconnectedError:
+                cause = "server closed the connection without a reply"
+            except aiohttp.ClientError as e:  # connection reset and other transport failures
+                cause = f"{type(e).__name__}: {e}"
+            if attempt < r.max_attempts:
+                await asyncio.sleep(wait_s if wait_s is not None else self._backoff(attempt))
+        times = "time" if r.max_attempts == 1 else "times"
+        raise PolicyError(
+            f"model server at {self.base_url} failed {r.max_attempts} {times}: {cause}"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        r = self.retry
+        return self._rng.uniform(0.0, min(r.max_delay_s, r.base_delay_s * 2 ** (attempt - 1)))
+
+
+# ------------------------------------------------------------------ helpers
+def _short(text: str, n: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _error_text(raw: bytes) -> str:
+    """The server's own error message from an error body (OpenAI, FastAPI or plain text)."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return _short(raw.decode("utf-8", "replace")) or "(empty body)"
+    if isinstance(obj, dict):
+        err = obj.get("error", obj.get("detail", obj.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return _short(err if isinstance(err, str) else json.dumps(err))
+    return _short(json.dumps(obj))
+
+
+def _retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.UTC)
+        seconds = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
+    return min(max(seconds, 0.0), cap)
+
+
+def _extract(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        data = _loads(raw)
+    except ValueError as e:
+        raise _Retryable(f"malformed JSON in response body ({_short(str(e), 120)})") from None
+    if not isinstance(data, dict):
+        raise _Retryable(f"response body is a JSON {type(data).__name__}, not an object")
+    choices = data.get("choices")
+    if not choices or not isinstance(choices, list):
+        err = data.get("error")
+        why = f": {_error_text(json.dumps(data).encode())}" if err else ""
+        raise _Retryable(f"response has no choices{why}")
+    choice = choices[0]
+    msg = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(msg, dict):
+        raise _Retryable("response choice has no message")
+    return msg, data
+
+
+def _arguments_json(arguments: str | dict[str, Any]) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
+
+def _native_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages in OpenAI's chat format (tool calls with JSON-string arguments)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m.role
+        if role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content})
+        elif role == "assistant" and m.tool_calls:
+            out.append({
+                "role": "assistant",
+                "content": m.content,
+                "tool_calls": [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": _arguments_json(c.arguments)}}
+                    for c in m.tool_calls
+                ],
+            })
+        else:
+            out.append({"role": role, "content": m.content})
+    return out
+
+
+def _attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def render_tool_call(call: ToolCall) -> str:
+    """A call as a text-protocol block."""
+    args: Any = call.arguments
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except ValueError:
+            pass  # keep the raw string
+    return "<tool_call>" + json.dumps({"name": call.name, "arguments": args},
+                                      ensure_ascii=False) + "</tool_call>"
+
+
+def _text_messages(messages: list[Message], tools_prompt: str) -> list[dict[str, Any]]:
+    """Messages for a model without native tools: tool calls as ``<tool_call>`` blocks in the
+    assistant's text, results as ``<tool_result>`` blocks in user messages."""
+    out: list[dict[str, Any]] = []
+    after_result = False
+    for m in messages:
+        role = m.role
+        if role == "tool":
+            block = f'<tool_result name="{_attr(m.name or "")}">\n{m.content}\n</tool_result>'
+            if after_result:
+                out[-1]["content"] += "\n" + block
+            else:
+                out.append({"role": "user", "content": block})
+            after_result = True
+            continue
+        after_result = False
+        content = m.content
+        if role == "assistant" and m.tool_calls and "<tool_call>" not in content:
+            blocks = "\n".join(render_tool_call(c) for c in m.tool_calls)
+            content = f"{content}\n{blocks}" if content else blocks
+        out.append({"role": role, "content": content})
+    if out and out[0]["role"] == "system":
+        out[0]["content"] = f"{out[0]['content']}\n\n{tools_prompt}"
+    else:
+        out.insert(0, {"role": "system", "content": tools_prompt})
+    return out
+
+
+def tools_system_prompt(schemas: list[dict[str, Any]]) -> str:
+    """The text-protocol description of ``schemas`` (OpenAI function-tool schemas)."""
+    lines = [
+        "# Tools",
+        "",
+        "You can call the tools listed below. To call a tool, write a block like this, with the "
+        "tool's arguments as a JSON object:",
+        '<tool_call>{"name": "tool_name", "arguments": {"argument": "value"}}</tool_call>',
+        "Write several blocks to call several tools. The results come back in the next message "
+        'as <tool_result name="tool_name">...</tool_result> blocks. When you need no more tool '
+        "calls, reply without any <tool_call> block.",
+        "",
+        "Available tools (name, description and the JSON schema of the arguments):",
+    ]
+    for s in schemas:
+        fn = s.get("function", s)
+        lines.append(json.dumps(
+            {"name": fn.get("name"), "description": fn.get("description", ""),
+             "parameters": fn.get("parameters", {})},
+            ensure_ascii=False,
+        ))
+    return "\n".join(lines)
+
+
+def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:
+    """Read the ``<tool_call>`` blocks of a reply: (calls, problems).
+
+    Every block gives one call, readable or not (see the module documentation); ``problems``
+    says what was wrong with each unreadable block.
+    """
+    calls: list[ToolCall] = []
+    problems: list[str] = []
+    for i, m in enumerate(_TOOL_CALL.finditer(text), 1):
+        raw = m.group(1).strip()
+        fenced = _FENCE.match(raw)
+        if fenced:
+            raw = fenced.group(1)
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            name = _name_in(raw)
+            calls.append(ToolCall(name or INVALID_TOOL, raw))
+            problems.append(f"tool call {i}: not valid JSON ({e.msg} at char {e.pos})"
+                            + ("" if name else "; no tool name found"))
+            continue
+        name = obj.get("name") if isinstance(obj, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            calls.append(ToolCall(INVALID_TOOL, raw))
+            problems.append(f'tool call {i}: expected a JSON object with a "name" and '
+                            f'"arguments", got {_short(raw, 80)}')
+            continue
+        args = obj.get("arguments", obj.get("parameters", {}))
+        if args is None:
+            args = {}
+        if not isinstance(args, (str, dict)):
+            args = json.dumps(args)  # the tool reports that arguments must be an object
+        calls.append(ToolCall(name.strip(), args))
+    return calls, problems
+
+
+def _name_in(raw: str) -> str:
+    m = _NAME.search(raw)
+    if not m:
+        return ""
+    try:
+        return str(json.loads(f'"{m.group(1)}"')).strip()
+    except ValueError:
+        return m.group(1).strip()

