@@ -98,6 +98,7 @@ class Environment:
             self.graders.append((g.name, float(getattr(g, "weight", 1.0)), g))
         self._schemas: list[dict[str, Any]] | None = None
         self._task_cache: dict[tuple[str, int], Sequence[Task]] = {}
+        self._prompt_cache: dict[str, tuple[tuple[Message, ...], tuple[dict[str, Any], ...]]] = {}
 
     # ------------------------------------------------------------- definition
     def add_tool(self, t: Tool | Callable[..., Any], *, writes: bool = False) -> Tool:
@@ -141,6 +142,31 @@ class Environment:
         before = self._world(task) if self._world is not None else None
         return Episode(self, task, seed, before)
 
+    def prompt_messages(self, task: Task) -> tuple[Message, ...]:
+        """The messages an episode of ``task`` starts with: system, worked examples, prompt.
+
+        Cached per task: every rollout of a group shares the same (never mutated) objects.
+        """
+        hit = self._prompt_cache.get(task.id)
+        if hit is None:
+            msgs: list[Message] = []
+            if task.system:
+                msgs.append(Message("system", task.system))
+            for q, a in task.examples:
+                msgs.append(Message("user", q))
+                msgs.append(Message("assistant", a))
+            msgs.append(Message("user", task.prompt))
+            hit = (tuple(msgs), tuple(m.to_dict() for m in msgs))
+            if len(self._prompt_cache) > 100_000:
+                self._prompt_cache.clear()
+            self._prompt_cache[task.id] = hit
+        return hit[0]
+
+    def prompt_dicts(self, task: Task) -> tuple[dict[str, Any], ...]:
+        """:meth:`prompt_messages` as plain dicts (for records)."""
+        self.prompt_messages(task)
+        return self._prompt_cache[task.id][1]
+
     def reference_action(self, ep: Episode) -> Action:
         if self._reference is None:
             raise NotImplementedError(f"environment {self.name!r} has no reference solution")
@@ -158,30 +184,34 @@ class Episode:
     """One rollout's state: messages so far, the task, a seeded RNG and a private world fork."""
 
     __slots__ = (
-        "env", "task", "seed", "rng", "world_before", "world", "messages", "turns",
-        "terminated", "truncated", "state", "tool_calls",
+        "env", "task", "seed", "_rng", "world_before", "world", "messages", "turns",
+        "terminated", "truncated", "state", "tool_calls", "prefix_len",
     )
 
     def __init__(self, env: Environment, task: Task, seed: int, world: World | None) -> None:
         self.env = env
         self.task = task
         self.seed = seed
-        self.rng = random.Random(seed)
+        self._rng: random.Random | None = None
         self.world_before = world
         self.world = world.fork() if world is not None else None
-        self.messages: list[Message] = []
-        if task.system:
-            self.messages.append(Message("system", task.system))
-        for q, a in task.examples:
-            self.messages.append(Message("user", q))
-            self.messages.append(Message("assistant", a))
-        self.messages.append(Message("user", task.prompt))
+        prefix = env.prompt_messages(task)
+        self.messages: list[Message] = list(prefix)
+        #: how many leading messages are the task's prompt (shared, never mutated)
+        self.prefix_len = len(prefix)
         self.turns = 0
         self.terminated = False
         self.truncated = False
         self.tool_calls = 0
         #: scratch space for the environment's own per-episode state
         self.state: dict[str, Any] = {}
+
+    @property
+    def rng(self) -> random.Random:
+        """A ``random.Random`` seeded with the episode seed (made on first use)."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
 
     @property
     def observation(self) -> list[Message]:

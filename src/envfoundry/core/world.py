@@ -84,7 +84,10 @@ class World:
 
     # ----------------------------------------------------------------- reading
     def tables(self) -> list[str]:
-        return sorted(set(self._root.tables) | set(self._overlay))
+        """Tables of the initial world, plus tables this world created that hold records."""
+        extra = {t for t, ov in self._overlay.items() if t not in self._root.tables and any(
+            r is not None for r in ov.values())}
+        return sorted(set(self._root.tables) | extra)
 
     def get(self, table: str, key: str) -> Mapping[str, Any] | None:
         """The record (read-only view), or None if absent."""

@@ -131,7 +131,7 @@ async def run_rollout(
         "explanation": score.explanation if score is not None else None,
         "error": error,
         "turns": ep.turns if ep is not None else 0,
-        "messages": [m.to_dict() for m in ep.messages] if ep is not None else [],
+        "messages": _message_dicts(ep),
         "usage": usage.to_dict(),
         "timings": {
             "total_s": time.perf_counter() - t0,
@@ -147,6 +147,13 @@ async def run_rollout(
     if info:
         rec["policy_info"] = info
     return rec
+
+
+def _message_dicts(ep: Episode | None) -> list[dict[str, Any]]:
+    if ep is None:
+        return []
+    n = ep.prefix_len
+    return [*ep.env.prompt_dicts(ep.task), *(m.to_dict() for m in ep.messages[n:])]
 
 
 def iter_jobs(

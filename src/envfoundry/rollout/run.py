@@ -16,7 +16,7 @@ from ..core.errors import StoreError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
 from .engine import RolloutConfig, iter_jobs, run_all
-from .store import RunManifest, RunStore
+from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
 from .summary import summarize
 
 
@@ -160,10 +160,17 @@ async def evaluate_async(
         if progress is not None:
             progress.advance(rec)
 
-    await policy.start()
+    async def flusher() -> None:  # bounds how long a finished record waits in the buffer
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            store.flush()
+
+    flush_task = asyncio.ensure_future(flusher())
     try:
+        await policy.start()
         await run_all(env_obj, iter_jobs(tasks, cfg.samples, done), policy, cfg, on_record)
     finally:
+        flush_task.cancel()
         try:
             await asyncio.shield(policy.close())
         finally:

@@ -1,0 +1,164 @@
+"""Model-server benchmarks: ratios against the best plain client, measured in the same run.
+
+    python bench/bench_models.py            # both parts
+    python bench/bench_models.py --no-local # only the stub-server part
+
+1. Engine vs raw: an instant OpenAI-compatible stub server runs in its own process on 127.0.0.1.
+   Baseline: plain aiohttp, one shared session, 64 requests in flight, the same request body the
+   engine sends. Then envfoundry's engine (OpenAIPolicy, math env, full run store) at
+   concurrency 64. Printed: both rates and their ratio (target >= 0.95).
+2. Local model: the embedded SmolLM2 llama.cpp server. Baseline: aiohttp straight at that
+   server with the same prompts and sampling, one request at a time (the server serialises
+   requests anyway). Then envfoundry's engine against the same server. Printed: completion
+   tokens/s of both and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+import envfoundry
+from envfoundry.policies.openai import OpenAIPolicy, SamplingOptions
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _serve() -> None:
+    from envfoundry.testing import StubServer
+
+    async def main() -> None:
+        async with StubServer(keep_requests=False, reply="<answer>4</answer>") as srv:
+            print(srv.base_url, flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def _shape(n: int) -> tuple[int, int]:
+    """(tasks, samples) giving n rollouts from the 2,000-task math test split."""
+    tasks = min(n, 2000)
+    return tasks, max(1, n // tasks)
+
+
+def _bodies(env, n: int, model: str, max_tokens: int) -> list[dict]:
+    tasks, samples = _shape(n)
+    out = []
+    for t in list(env.tasks("test")[:tasks]) * samples:
+        ep = env.reset(t, seed=0)
+        msgs = [{"role": m.role, "content": m.content} for m in ep.messages]
+        out.append({"model": model, "messages": msgs, "temperature": 0.0, "max_tokens": max_tokens})
+    return out
+
+
+async def raw_rate(base_url: str, bodies: list[dict], concurrency: int) -> tuple[float, int]:
+    """Requests/s and completion tokens of plain aiohttp at ``concurrency`` in flight."""
+    url = base_url + "/chat/completions"
+    it = iter(bodies)
+    tokens = 0
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as s:
+
+        async def worker() -> None:
+            nonlocal tokens
+            for body in it:  # orjson both ways, as the policy does: the best plain client
+                async with s.post(url, data=orjson.dumps(body), headers=_JSON) as r:
+                    data = orjson.loads(await r.read())
+                    tokens += data["usage"]["completion_tokens"]
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(bodies) / (time.perf_counter() - t), tokens
+
+
+async def engine_rate(base_url: str, model: str, n: int, concurrency: int, max_tokens: int) -> tuple[float, int]:
+    d = Path(tempfile.mkdtemp())
+    pol = OpenAIPolicy(model, base_url=base_url, concurrency=concurrency,
+                       sampling=SamplingOptions(temperature=0.0, max_tokens=max_tokens))
+    try:
+        env = envfoundry.load("math")
+        tasks, samples = _shape(n)
+        env.tasks("test")[:tasks]  # generate tasks outside the timed part, as for the baseline
+        t = time.perf_counter()
+        run = await envfoundry.evaluate_async(env, model=pol, out=d / "run", limit=tasks, samples=samples,
+                                              concurrency=concurrency)
+        dt = time.perf_counter() - t
+        assert run.summary["n_errors"] == 0, run.summary
+        return run.summary["n_trajectories"] / dt, run.summary["completion_tokens"]
+    finally:
+        shutil.rmtree(d)
+
+
+def bench_stub(n: int, concurrency: int, rounds: int) -> None:
+    p = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        base_url = p.stdout.readline().strip()
+        env = envfoundry.load("math")
+        bodies = _bodies(env, n, "stub-model", 256)
+        n = len(bodies)  # what the engine runs too: tasks x samples
+        asyncio.run(raw_rate(base_url, bodies[:500], concurrency))  # warm-up
+        raws, engs = [], []
+        for _ in range(rounds):  # interleaved, best of each: the machine is noisy
+            raws.append(asyncio.run(raw_rate(base_url, bodies, concurrency))[0])
+            engs.append(asyncio.run(engine_rate(base_url, "stub-model", n, concurrency, 256))[0])
+        raw, eng = max(raws), max(engs)
+        print(f"instant stub server (own process), {n:,} requests, concurrency {concurrency}:")
+        print(f"  raw aiohttp             {raw:>10,.0f} req/s")
+        print(f"  envfoundry engine       {eng:>10,.0f} rollouts/s (math env, run store on disk)")
+        print(f"  ratio engine / raw      {eng / raw:>10.3f}   (target >= 0.95)")
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def bench_local(n: int, max_tokens: int) -> None:
+    from envfoundry.policies.local import LocalServer
+
+    env = envfoundry.load("math")
+    with LocalServer() as srv:
+        bodies = _bodies(env, n, srv.model_name, max_tokens)
+        asyncio.run(raw_rate(srv.base_url, bodies[:2], 1))  # warm-up
+        t = time.perf_counter()
+        _, raw_tokens = asyncio.run(raw_rate(srv.base_url, bodies, 1))
+        raw_dt = time.perf_counter() - t
+        t = time.perf_counter()
+        _, eng_tokens = asyncio.run(engine_rate(srv.base_url, srv.model_name, n, 4, max_tokens))
+        eng_dt = time.perf_counter() - t
+    raw_tps, eng_tps = raw_tokens / raw_dt, eng_tokens / eng_dt
+    print(f"local SmolLM2-135M (llama.cpp server), {n} math prompts, greedy, max_tokens {max_tokens}:")
+    print(f"  direct aiohttp          {raw_tps:>10,.1f} completion tokens/s ({raw_tokens} tokens)")
+    print(f"  through envfoundry      {eng_tps:>10,.1f} completion tokens/s ({eng_tokens} tokens)")
+    print(f"  ratio envfoundry/direct {eng_tps / raw_tps:>10.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--requests", type=int, default=10000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--local-prompts", type=int, default=16)
+    ap.add_argument("--local-max-tokens", type=int, default=64)
+    ap.add_argument("--no-local", action="store_true")
+    a = ap.parse_args()
+    if a.serve:
+        _serve()
+        return
+    bench_stub(a.requests, a.concurrency, a.rounds)
+    if not a.no_local:
+        bench_local(a.local_prompts, a.local_max_tokens)
+
+
+if __name__ == "__main__":
+    main()
