@@ -12,6 +12,7 @@ from envfoundry.core.procedural import ProceduralTasks
 def _generate(rng: random.Random):
     """One task from a seeded RNG: (problem key, build(split) -> Task)."""
     start, target = rng.randint(0, 20), rng.randint(0, 40)
+    target += target >= start  # never already solved: doing nothing must not pass
     return f"{start}->{target}", lambda split: Task(
         env="counter", env_version="1.0", split=split,
         prompt=f"The counter shows {start}. Use the tools to make it show {target}, then submit.",
@@ -58,7 +59,8 @@ def make_env() -> Environment:
         version="1.0",
         description="Reach a target number with add() and submit().",
         tasks=lambda split, seed: ProceduralTasks(
-            _generate, split=split, size=500, seed=seed, split_weights={"train": 4, "test": 1}
+            _generate, split=split, size={"train": 400, "test": 100}[split], seed=seed,
+            split_weights={"train": 4, "test": 1},
         ),
         tools=[add, submit],
         world=lambda task: World({"counter": {"c": {"value": task.world["start"]}}}),

@@ -114,6 +114,54 @@ def run_cmd(
     console.print(f"run stored in [bold]{run.path}[/bold]")
 
 
+@app.command("check")
+def check_cmd(
+    env: EnvArg = None,
+    env_opt: EnvOpt = None,
+    tasks: Annotated[int, typer.Option(help="tasks to sample")] = 20,
+    samples: Annotated[int, typer.Option(help="scripted rollouts per task")] = 2,
+    seed: Annotated[int, typer.Option(help="seed")] = 0,
+    split: Annotated[Optional[str], typer.Option(help="split to sample (default test)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+) -> None:
+    """Conformance checks for any environment; exit 1 if a check fails."""
+    import json
+
+    from rich.table import Table
+
+    from .envs import load
+    from .quality.check import CheckConfig, check_env
+
+    spec = _env_spec(env, env_opt)
+    if tasks < 1 or samples < 1:
+        raise UsageError("--tasks and --samples must be >= 1")
+    e = load(spec)
+    if split is not None and split not in e.splits:
+        raise UsageError(f"environment {e.name!r} has no split {split!r} (splits: {', '.join(e.splits)})")
+    report = check_env(e, spec=spec, config=CheckConfig(tasks=tasks, samples=samples, seed=seed, split=split))
+    if json_out:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        t = Table(title=f"check {e.name} {e.version}", title_justify="left")
+        for c in ("check", "result", "detail"):
+            t.add_column(c)
+        style = {"pass": "green", "fail": "bold red", "skipped": "yellow"}
+        for r in report.results:
+            detail = r.detail + (f"\ntask {r.task_id}" if r.task_id else "")
+            if r.example is not None:
+                detail += "\nexample: " + json.dumps(r.example, default=str)[:600]
+            t.add_row(r.name, f"[{style[r.status]}]{r.status}", _escape(detail))
+        console.print(t)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _escape(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
 @app.command("show")
 def show_cmd(
     run: Annotated[Path, typer.Argument(help="run directory")],
