@@ -139,6 +139,9 @@ def test_sigint_exits_130_after_flushing(tmp_path):
         (["show", "/nonexistent/run"], "not a run directory"),
         (["export", "/nonexistent/run", "x.parquet"], "not a run directory"),
         (["run", "math", "--bogus-flag"], "No such option"),
+        (["run", "math", "--env-arg", "levels"], "--env-arg expects KEY=VALUE"),
+        (["run", "math", "--env-arg", "colour=red"], "does not accept these arguments"),
+        (["run", "math", "--env-arg", "levels=9"], "unknown level(s) [9]"),
     ],
 )
 def test_bad_input_exits_2_with_specific_message(args, needle, tmp_path):
@@ -191,3 +194,18 @@ def test_list_show_export(tmp_path):
         assert len(ds) == 40 and set(ds["task_id"]) == {x["task_id"] for x in _records(out)}
     r = cli("export", str(out), str(tmp_path / "y"), "--format", "csv")
     assert r.returncode == 2 and "unknown export format 'csv'" in r.stdout + r.stderr
+
+
+def test_env_args_reach_the_factory_and_survive_resume(tmp_path):
+    out = tmp_path / "run"
+    r = cli("run", "math", "--env-arg", "levels=1", "--model", "scripted:random", "--limit", "30",
+            "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert {x["metadata"]["level"] for x in _records(out)} == {1}
+    assert json.loads((out / "manifest.json").read_text())["env_args"] == {"levels": "1"}
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    (out / "trajectories.jsonl").write_text("\n".join(lines[:10]) + "\n")
+    r = cli("run", "math", "--out", str(out), "--resume", "-q")  # policy and env args from the manifest
+    assert r.returncode == 0, r.stderr
+    recs = _records(out)
+    assert len(recs) == 30 and {x["metadata"]["level"] for x in recs} == {1}

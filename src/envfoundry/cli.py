@@ -35,6 +35,22 @@ EnvOpt = Annotated[
 ]
 
 
+EnvArgOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--env-arg", help="KEY=VALUE passed to the environment factory (repeatable)"),
+]
+
+
+def _env_args(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items or []:
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--env-arg expects KEY=VALUE, got {it!r}")
+        out[key.strip()] = value
+    return out
+
+
 def _env_spec(env: str | None, env_opt: str | None) -> str:
     if env and env_opt and env != env_opt:
         raise UsageError(f"give the environment once: ENV={env!r} and --env={env_opt!r}")
@@ -65,9 +81,12 @@ def list_cmd() -> None:
 def run_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
-    model: Annotated[str, typer.Option(help="scripted:oracle|noop|random, local, local:PATH.gguf, openai:NAME")] = (
-        "scripted:oracle"
-    ),
+    env_arg: EnvArgOpt = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="scripted:oracle|noop|random, local, local:PATH.gguf, openai:NAME "
+                     "[default: scripted:oracle, or the resumed run's]"),
+    ] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,  # noqa: UP007
     api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,  # noqa: UP007
     temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,  # noqa: UP007
@@ -100,11 +119,17 @@ def run_cmd(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
         out = Path("runs") / f"{name}-{stamp}"
+    if model is None:
+        model = "scripted:oracle"
+        if resume:
+            from .rollout.store import RunStore
+
+            model = str(RunStore.open(out).manifest.policy.get("spec", model))
     progress = None if quiet else RichProgress(console)
     run = evaluate(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,
         concurrency=concurrency, seed=seed, task_seed=task_seed, timeout_s=timeout,
-        max_turns=max_turns, resume=resume, progress=progress,
+        max_turns=max_turns, resume=resume, progress=progress, env_args=_env_args(env_arg),
         model_options={
             "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
             "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": model_seed},
@@ -118,6 +143,7 @@ def run_cmd(
 def check_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
+    env_arg: EnvArgOpt = None,
     tasks: Annotated[int, typer.Option(help="tasks to sample")] = 20,
     samples: Annotated[int, typer.Option(help="scripted rollouts per task")] = 2,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
@@ -135,7 +161,7 @@ def check_cmd(
     spec = _env_spec(env, env_opt)
     if tasks < 1 or samples < 1:
         raise UsageError("--tasks and --samples must be >= 1")
-    e = load(spec)
+    e = load(spec, _env_args(env_arg))
     if split is not None and split not in e.splits:
         raise UsageError(f"environment {e.name!r} has no split {split!r} (splits: {', '.join(e.splits)})")
     report = check_env(e, spec=spec, config=CheckConfig(tasks=tasks, samples=samples, seed=seed, split=split))

@@ -17,8 +17,26 @@ BUILTIN: dict[str, str] = {
 }
 
 
-def _call_factory(obj: object, where: str) -> Environment:
-    env = obj() if callable(obj) and not isinstance(obj, Environment) else obj
+def _call_factory(obj: object, where: str, args: dict[str, str] | None = None) -> Environment:
+    if isinstance(obj, Environment) or not callable(obj):
+        if args:
+            raise EnvLoadError(f"{where} is not a factory, so it takes no arguments (got {', '.join(args)})")
+        env = obj
+    else:
+        import inspect
+
+        try:
+            inspect.signature(obj).bind(**(args or {}))
+        except TypeError as e:
+            raise EnvLoadError(f"factory {where!r} does not accept these arguments: {e}") from None
+        except ValueError:
+            pass  # no signature to check (a builtin or C callable)
+        try:
+            env = obj(**(args or {}))
+        except EnvLoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a user's factory may raise anything
+            raise EnvLoadError(f"factory {where!r} raised {type(e).__name__}: {e}") from None
     if not isinstance(env, Environment):
         raise EnvLoadError(
             f"{where} gave {type(env).__name__}, not an envfoundry Environment; the factory must "
@@ -27,7 +45,7 @@ def _call_factory(obj: object, where: str) -> Environment:
     return env
 
 
-def _load_file(path: Path, attr: str, spec: str) -> Environment:
+def _load_file(path: Path, attr: str, spec: str, args: dict[str, str] | None) -> Environment:
     if not path.is_file():
         raise EnvLoadError(f"environment file {str(path)!r} does not exist")
     mod_name = f"_envfoundry_user_{abs(hash(str(path.resolve())))}"
@@ -48,11 +66,15 @@ def _load_file(path: Path, attr: str, spec: str) -> Environment:
         ) from None
     if not hasattr(module, attr):
         raise EnvLoadError(f"environment file {str(path)!r} has no attribute {attr!r}")
-    return _call_factory(getattr(module, attr), spec)
+    return _call_factory(getattr(module, attr), spec, args)
 
 
-def load(spec: str) -> Environment:
-    """Load an environment by built-in name, ``path/to/file.py:factory`` or ``pkg.module:attr``."""
+def load(spec: str, args: dict[str, str] | None = None) -> Environment:
+    """Load an environment by built-in name, ``path/to/file.py:factory`` or ``pkg.module:attr``.
+
+    ``args`` are passed to the factory as keyword arguments (``--env-arg key=value`` on the CLI),
+    e.g. ``load("math", {"levels": "1,2"})``.
+    """
     if spec in BUILTIN:
         spec_target = BUILTIN[spec]
     else:
@@ -64,17 +86,12 @@ def load(spec: str) -> Environment:
             "path/to/file.py:factory or package.module:factory"
         )
     if target.endswith(".py") or "/" in target or "\\" in target:
-        return _load_file(Path(target), attr, spec)
+        return _load_file(Path(target), attr, spec, args)
     try:
         module = importlib.import_module(target)
     except ImportError as e:
         raise EnvLoadError(f"cannot import module {target!r} for environment {spec!r}: {e}") from None
     if not hasattr(module, attr):
         raise EnvLoadError(f"module {target!r} has no attribute {attr!r}")
-    obj: Callable[[], Environment] | Environment = getattr(module, attr)
-    try:
-        return _call_factory(obj, spec)
-    except EnvLoadError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise EnvLoadError(f"factory {spec!r} raised {type(e).__name__}: {e}") from None
+    obj: Callable[..., Environment] | Environment = getattr(module, attr)
+    return _call_factory(obj, spec, args)

@@ -157,10 +157,11 @@ def _message_dicts(ep: Episode | None) -> list[dict[str, Any]]:
 
 
 def iter_jobs(
-    tasks: Sequence[Task], samples: int, done: set[tuple[str, int]] | None = None
+    tasks: Sequence[Task], samples: int, done: set[tuple[str, int]] | None = None, *, offset: int = 0
 ) -> Iterator[tuple[Task, int]]:
+    """(task, sample) pairs not yet ``done``; sample indices run ``offset .. offset + samples - 1``."""
     for t in tasks:
-        for s in range(samples):
+        for s in range(offset, offset + samples):
             if done is None or (t.id, s) not in done:
                 yield t, s
 

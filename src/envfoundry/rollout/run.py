@@ -16,6 +16,7 @@ from ..core.errors import StoreError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
 from .engine import RolloutConfig, iter_jobs, run_all
+from .selection import CALIBRATED, load_calibrated_split, select_tasks
 from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
 from .summary import summarize
 
@@ -50,16 +51,12 @@ class Run:
         return self.summary.get("pass_rate")
 
 
-def _select(env: Environment, split: str, limit: int | None, task_seed: int) -> Sequence[Task]:
-    try:
-        tasks = env.tasks(split, seed=task_seed)
-    except KeyError as e:
-        raise UsageError(str(e.args[0]) if e.args else str(e)) from None
-    if limit is not None:
-        if limit < 0:
-            raise UsageError(f"--limit must be >= 0, got {limit}")
-        tasks = tasks[: min(limit, len(tasks))]
-    return tasks
+def _select(
+    env: Environment, split: str, limit: int | None, task_seed: int, *,
+    task_ids: Sequence[str] | None = None, calibration: str | Path | None = None,
+) -> Sequence[Task]:
+    """See :func:`~envfoundry.rollout.selection.select_tasks` (``--split calibrated``, task ids)."""
+    return select_tasks(env, split, limit=limit, task_seed=task_seed, task_ids=task_ids, calibration=calibration)
 
 
 def _policy_from(model: str | Policy, options: dict[str, Any] | None) -> Policy:
@@ -86,12 +83,22 @@ async def evaluate_async(
     resume: bool = False,
     progress: Progress | None = None,
     model_options: dict[str, Any] | None = None,
+    env_args: dict[str, str] | None = None,
+    task_ids: Sequence[str] | None = None,
+    sample_offset: int = 0,
+    calibration: str | Path | None = None,
 ) -> Run:
     """Run ``samples`` rollouts of each selected task and store them under ``out``.
 
     ``model`` is a spec (``scripted:oracle``, ``local``, ``openai:NAME``) or a Policy object;
     ``model_options`` go to :func:`~envfoundry.policies.resolve_policy` (base_url, api_key_env,
     sampling, tool_mode). On ``resume`` the stored run's selection, seeds and sampling are used.
+
+    ``task_ids`` narrows the split's first ``limit`` tasks to these ids (in this order).
+    ``sample_offset`` numbers the samples ``sample_offset .. sample_offset + samples - 1``, so a
+    later round of the same tasks gets fresh rollout seeds (``calibrate`` uses both).
+    ``split="calibrated"`` with ``calibration`` (a calibrate output directory or its
+    ``calibrated_split.json``) runs the tasks listed there.
     """
     from ..envs import load
 
@@ -101,7 +108,7 @@ async def evaluate_async(
         m = store.manifest
         if isinstance(env, str) and env not in (m.env, m.env_spec):
             raise StoreError(f"run {str(out)!r} is of environment {m.env_spec!r}, not {env!r}")
-        env_obj = load(m.env_spec) if isinstance(env, str) else env
+        env_obj = load(m.env_spec, m.env_args) if isinstance(env, str) else env
         if env_obj.version != m.env_version:
             raise StoreError(
                 f"run {str(out)!r} used {m.env} {m.env_version}; this is {env_obj.version}"
@@ -115,7 +122,7 @@ async def evaluate_async(
         spec = policy.describe().get("spec")
         if spec != m.policy.get("spec"):
             raise StoreError(f"run {str(out)!r} used policy {m.policy.get('spec')!r}, not {spec!r}")
-        tasks_all = _select(env_obj, m.split, m.limit, m.task_seed)
+        tasks_all = _select(env_obj, m.split, m.limit, m.task_seed, calibration=m.calibration)
         by_id = {t.id: t for t in tasks_all}
         missing = [t for t in m.task_ids if t not in by_id]
         if missing:
@@ -128,9 +135,14 @@ async def evaluate_async(
                             timeout_s=m.timeout_s, max_turns=m.max_turns)
         done = store.prepare_resume()
     else:
-        env_obj = load(env) if isinstance(env, str) else env
+        env_obj = load(env, env_args) if isinstance(env, str) else env
         ts = seed if task_seed is None else task_seed
-        tasks = list(_select(env_obj, split, limit, ts))
+        if sample_offset < 0:
+            raise UsageError(f"sample_offset must be >= 0, got {sample_offset}")
+        cal = str(Path(calibration).resolve()) if calibration is not None else None
+        if cal is not None and split == CALIBRATED and CALIBRATED not in env_obj.splits:
+            ts = load_calibrated_split(cal).task_seed
+        tasks = list(_select(env_obj, split, limit, ts, task_ids=task_ids, calibration=cal))
         try:
             cfg = RolloutConfig(samples=samples, concurrency=concurrency, seed=seed,
                                 timeout_s=timeout_s, max_turns=max_turns)
@@ -138,12 +150,13 @@ async def evaluate_async(
             raise UsageError(str(e)) from None
         policy = _policy_from(model, model_options)
         manifest = RunManifest(
-            env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, split=split,
+            env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, env_args=env_args or {},
+            split=split,
             limit=limit, task_ids=[t.id for t in tasks], samples=samples, seed=seed,
             task_seed=ts, policy=policy.describe(), concurrency=concurrency,
             timeout_s=timeout_s, max_turns=max_turns, package_version=__version__,
             started_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            python=platform.python_version(),
+            python=platform.python_version(), sample_offset=sample_offset, calibration=cal,
         )
         store = RunStore.create(out, manifest)
         done = {}
@@ -168,7 +181,8 @@ async def evaluate_async(
     flush_task = asyncio.ensure_future(flusher())
     try:
         await policy.start()
-        await run_all(env_obj, iter_jobs(tasks, cfg.samples, done), policy, cfg, on_record)
+        offset = store.manifest.sample_offset
+        await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record)
     finally:
         flush_task.cancel()
         try:

@@ -4,9 +4,9 @@
 for at most ``FLUSH_INTERVAL_S`` (or ``FLUSH_RECORDS`` records) and written with one ``os.write``
 on an ``O_APPEND`` descriptor, so a process killed at any instant leaves whole lines plus at most
 one torn last line, which :meth:`RunStore.prepare_resume` drops; the few rollouts still in the
-buffer of a killed process are simply run again on resume. A clean stop or Ctrl-C flushes. Error records are moved to ``errors.jsonl`` on
-resume and their rollouts run again, so the final file holds exactly one record per
-(task_id, sample).
+buffer of a killed process are simply run again on resume. A clean stop or Ctrl-C flushes.
+Error records are moved to ``errors.jsonl`` on resume and their rollouts run again, so the final
+file holds exactly one record per (task_id, sample).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class RunManifest(BaseModel):
     env: str = Field(description="environment name")
     env_version: str
     env_spec: str = Field(description="how the environment was given (name or file.py:factory)")
+    env_args: dict[str, str] = Field(default_factory=dict, description="keyword arguments to the env factory")
     split: str
     limit: int | None
     task_ids: list[str] = Field(description="the selected tasks, in order")
@@ -54,6 +55,8 @@ class RunManifest(BaseModel):
     package_version: str
     started_at: str
     python: str
+    sample_offset: int = Field(0, description="sample indices run sample_offset .. sample_offset + samples - 1")
+    calibration: str | None = Field(None, description="calibrated_split.json behind split 'calibrated'")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
