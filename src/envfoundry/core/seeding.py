@@ -13,7 +13,7 @@ def derive_seed(*parts: object) -> int:
 
     ``derive_seed(run_seed, task_id, sample)`` gives each rollout its own independent stream.
     """
-    data = "\x00".join(repr(p) for p in parts).encode()
+    data = "\x00".join(map(repr, parts)).encode()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") & _MASK
 
 

@@ -46,13 +46,6 @@ class RolloutConfig:
             raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
 
 
-class _Phase:
-    __slots__ = ("where",)
-
-    def __init__(self) -> None:
-        self.where = "env"
-
-
 async def run_rollout(
     env: Environment, task: Task, sample: int, policy: Policy, cfg: RolloutConfig
 ) -> dict[str, Any]:
@@ -61,53 +54,44 @@ async def run_rollout(
     seed = derive_seed(cfg.seed, task.id, sample)
     max_turns = cfg.max_turns or env.max_turns
     usage = Usage()
-    phase = _Phase()
+    where = "env"  # which side is running: decides policy_error vs env_error
     t_policy = t_env = t_grade = 0.0
-    t0 = time.perf_counter()
+    t0 = t = time.perf_counter()
     ep: Episode | None = None
     outcome: Outcome | None = None
     error: str | None = None
     score = None
     info: list[dict[str, Any]] = []
-
-    async def episode() -> None:
-        nonlocal ep, t_policy, t_env
-        t = time.perf_counter()
-        ep = env.reset(task, seed=seed)
-        while True:
-            t1 = time.perf_counter()
-            t_env += t1 - t
-            phase.where = "policy"
-            out = await policy.act(ep)
-            t = time.perf_counter()
-            t_policy += t - t1
-            phase.where = "env"
-            usage.add(out.usage)
-            if out.info:
-                info.append(out.info)
-            res = ep.step(out.action)
-            if res.terminated or res.truncated:
-                break
-            if ep.turns >= max_turns:
-                ep.truncated = True
-                break
-        t_env += time.perf_counter() - t
-
     try:
-        if cfg.timeout_s is None:
-            await episode()
-        else:
-            async with asyncio.timeout(cfg.timeout_s):
-                await episode()
+        async with asyncio.timeout(cfg.timeout_s):  # None: no limit
+            ep = env.reset(task, seed=seed)
+            while True:
+                t1 = time.perf_counter()
+                t_env += t1 - t
+                where = "policy"
+                out = await policy.act(ep)
+                t = time.perf_counter()
+                t_policy += t - t1
+                where = "env"
+                usage.add(out.usage)
+                if out.info:
+                    info.append(out.info)
+                res = ep.step(out.action)
+                if res.terminated or res.truncated:
+                    break
+                if ep.turns >= max_turns:
+                    ep.truncated = True
+                    break
+            t_env += time.perf_counter() - t
     except TimeoutError:
-        outcome = Outcome.POLICY_ERROR if phase.where == "policy" else Outcome.ENV_ERROR
-        error = f"rollout timed out after {cfg.timeout_s}s while waiting for the {phase.where}"
+        outcome = Outcome.POLICY_ERROR if where == "policy" else Outcome.ENV_ERROR
+        error = f"rollout timed out after {cfg.timeout_s}s while waiting for the {where}"
     except PolicyError as e:
         outcome, error = Outcome.POLICY_ERROR, f"{e}"
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - classified, recorded with its traceback
-        outcome = Outcome.POLICY_ERROR if phase.where == "policy" else Outcome.ENV_ERROR
+        outcome = Outcome.POLICY_ERROR if where == "policy" else Outcome.ENV_ERROR
         error = format_exception(e)
 
     if outcome is None and ep is not None:
@@ -124,7 +108,7 @@ async def run_rollout(
         "task_id": task.id,
         "sample": sample,
         "seed": seed,
-        "outcome": outcome.value,
+        "outcome": _OUTCOME_STR[outcome],
         "score": score.value if score is not None else None,
         "passed": score.passed if score is not None else None,
         "breakdown": score.breakdown if score is not None else None,
@@ -147,6 +131,9 @@ async def run_rollout(
     if info:
         rec["policy_info"] = info
     return rec
+
+
+_OUTCOME_STR = {o: o.value for o in Outcome}
 
 
 def _message_dicts(ep: Episode | None) -> list[dict[str, Any]]:
