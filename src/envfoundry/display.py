@@ -115,18 +115,86 @@ def trajectory_panel(r: dict[str, Any]) -> Panel:
                 body += f"\n  -> {c['name']}({args})"
         lines.append(f"[bold]{role}[/bold]: {_escape(body)}")
     if r.get("world_diff"):
-        lines.append("[bold]world changes[/bold]:")
-        for c in r["world_diff"]:
-            lines.append(_escape(f"  {c['op']} {c['table']}[{c['key']}]"
-                         + (f".{c['field']}: {c['before']!r} -> {c['after']!r}" if c["field"] else "")))
+        lines.append(f"[bold]world changes[/bold] ({len(r['world_diff'])}):")
+        lines.extend(_escape(x) for x in _diff_lines(r["world_diff"]))
     lines.append(f"[bold]outcome[/bold]: {r['outcome']}  [bold]score[/bold]: {_fmt(r.get('score'))}")
     if r.get("explanation"):
         lines.append(f"[bold]grader[/bold]: {_escape(r['explanation'])}")
     if r.get("breakdown"):
-        lines.append(f"[bold]breakdown[/bold]: {_escape(json.dumps(r['breakdown']))}")
+        grade = _breakdown_lines(r["breakdown"])
+        if grade is None:
+            lines.append(f"[bold]breakdown[/bold]: {_escape(json.dumps(r['breakdown']))}")
+        else:
+            lines.append("[bold]grade breakdown[/bold]:")
+            lines.extend(_escape(x) for x in grade)
     if r.get("error"):
         lines.append(f"[red]error[/red]:\n{_escape(r['error'])}")
     return Panel("\n".join(lines), title=f"task {r['task_id']} sample {r['sample']}")
+
+
+def _short(v: Any, limit: int = 100) -> str:
+    if isinstance(v, dict):
+        text = ", ".join(f"{k}={_short(x, 40)}" for k, x in v.items())
+    else:
+        text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _diff_lines(diff: list[dict[str, Any]], limit: int = 60) -> list[str]:
+    """A world diff, one line per change; an inserted record field by field (list items one per
+    line), so a big new record such as an order stays readable."""
+    out: list[str] = []
+    for c in diff[:limit]:
+        where = f"{c['table']}[{c['key']}]"
+        if c["op"] == "update":
+            out.append(f"  ~ {where}.{c['field']}: {_short(c['before'])} -> {_short(c['after'])}")
+        elif c["op"] == "delete":
+            out.append(f"  - {where}")
+        else:
+            out.append(f"  + {where}")
+            for k, v in (c["after"] or {}).items():
+                if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                    out.append(f"      {k}:")
+                    out.extend(f"        - {_short(x, 160)}" for x in v[:20])
+                else:
+                    out.append(f"      {k}: {_short(v)}")
+    if len(diff) > limit:
+        out.append(f"  ... {len(diff) - limit} more changes")
+    return out
+
+
+def _breakdown_lines(b: Any, indent: str = "  ") -> list[str] | None:
+    """Readable lines for a state-diff breakdown (requirements, collateral, allowed changes), also
+    inside a combined grader's breakdown; None when ``b`` holds none."""
+    if not isinstance(b, dict):
+        return None
+    if "requirements" in b and "collateral" in b:
+        out = []
+        for req in b["requirements"]:
+            recs = ", ".join(f"{req['table']}[{k}]" for k in req.get("records", []))
+            out.append(f"{indent}{'met' if req['met'] else 'MISSED'}: {req['name']}"
+                       + (f" -> {recs}" if recs else "") + f" (credit {req['credit']:.2f})")
+            if req.get("why"):
+                out.append(f"{indent}    {req['why']}")
+            for ck in req.get("checks", []):
+                out.append(f"{indent}    {'ok ' if ck['ok'] else 'BAD'} {ck['field']} {ck['expected']}"
+                           + ("" if ck["ok"] else f" (got {_short(ck['actual'])})"))
+        coll = b["collateral"]
+        out.append(f"{indent}collateral: {b.get('collateral_records', len(coll))} record(s)")
+        out.extend(f"{indent}    {c['summary']}" for c in coll[:20])
+        if b.get("allowed"):
+            out.append(f"{indent}allowed side effects: {len(b['allowed'])}")
+            out.extend(f"{indent}    {c['summary']}" for c in b["allowed"][:10])
+        return out
+    nested = [(k, _breakdown_lines(v.get("breakdown"), indent + "  ")) for k, v in b.items()
+              if isinstance(v, dict) and "breakdown" in v]
+    if any(lines for _, lines in nested):
+        out = []
+        for k, lines in nested:
+            out.append(f"{indent}{k}: {b[k].get('value')}")
+            out.extend(lines or [f"{indent}  {_short(b[k].get('breakdown'), 300)}"])
+        return out
+    return None
 
 
 def _escape(s: str) -> str:

@@ -14,6 +14,8 @@ from ..core.errors import EnvLoadError
 #: name -> "module:factory" of the built-in environments
 BUILTIN: dict[str, str] = {
     "math": "envfoundry.envs.math:make_env",
+    "shop": "envfoundry.envs.shop:make_env",
+    "shop-web": "envfoundry.envs.shop:make_web_env",
 }
 
 
