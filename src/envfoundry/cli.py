@@ -94,7 +94,10 @@ def run_cmd(
     max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,  # noqa: UP007
     model_seed: Annotated[Optional[int], typer.Option(help="fixed sampling seed (default: per rollout)")] = None,  # noqa: UP007
     tool_mode: Annotated[str, typer.Option(help="auto, native or text tool calling")] = "auto",
-    split: Annotated[str, typer.Option(help="task split")] = "test",
+    split: Annotated[str, typer.Option(help="task split (`calibrated`: the in-band tasks of --calibration)")] = "test",
+    calibration: Annotated[
+        Optional[Path], typer.Option(help="an `envfoundry calibrate` output, for --split calibrated")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="first N tasks of the split")] = None,  # noqa: UP007
     samples: Annotated[int, typer.Option(help="rollouts per task (a GRPO group)")] = 1,
     concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
@@ -130,6 +133,7 @@ def run_cmd(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,
         concurrency=concurrency, seed=seed, task_seed=task_seed, timeout_s=timeout,
         max_turns=max_turns, resume=resume, progress=progress, env_args=_env_args(env_arg),
+        calibration=calibration,
         model_options={
             "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
             "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": model_seed},
@@ -182,6 +186,46 @@ def check_cmd(
         raise typer.Exit(1)
 
 
+@app.command("audit")
+def audit_cmd(
+    env: EnvArg = None,
+    env_opt: EnvOpt = None,
+    env_arg: EnvArgOpt = None,
+    tasks: Annotated[int, typer.Option(help="tasks to probe")] = 30,
+    samples: Annotated[int, typer.Option(help="rollouts per task and probe")] = 2,
+    seed: Annotated[int, typer.Option(help="seed (tasks, rollouts, mutations)")] = 0,
+    split: Annotated[Optional[str], typer.Option(help="split to sample (default test)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="results directory (default quality/ENV)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the audit stored in --out")] = False,
+    probes: Annotated[Optional[str], typer.Option(help="comma-separated probes to run (default all)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+) -> None:
+    """Probe ENV for reward hacking and mutation-test its grader; exit 1 if anything is found."""
+    import json
+
+    from .envs import load
+    from .quality.audit import AUDIT_FILE, AuditConfig, audit_env, render_report
+
+    spec = _env_spec(env, env_opt)
+    if tasks < 1 or samples < 1:
+        raise UsageError("--tasks and --samples must be >= 1")
+    names = [p.strip() for p in probes.split(",") if p.strip()] if probes is not None else None
+    if names is not None and not names:
+        raise UsageError("--probes needs at least one probe name")
+    e = load(spec, _env_args(env_arg))
+    cfg = AuditConfig(tasks=tasks, samples=samples, seed=seed, split=split, probes=names, out=out, resume=resume)
+    report = audit_env(e, spec=spec, config=cfg)
+    if json_out:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        for part in render_report(report):
+            console.print(part)
+        verdict = "[green]no findings" if report.ok else f"[bold red]{len(report.findings)} finding(s)"
+        console.print(f"{verdict}[/]; stored in [bold]{report.out / AUDIT_FILE}[/bold]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _escape(s: str) -> str:
     from rich.markup import escape
 
@@ -218,13 +262,231 @@ def show_cmd(
 def export_cmd(
     run: Annotated[Path, typer.Argument(help="run directory")],
     out: Annotated[Path, typer.Argument(help="output file")],
-    fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl, or a trainer's layout: trl, hf, verl")] = (
+        "parquet"
+    ),
 ) -> None:
-    """Export a run's trajectories (Parquet loads with `datasets`)."""
+    """Export a run's trajectories (Parquet loads with `datasets`; trl/hf/verl: .jsonl or Parquet by OUT's suffix)."""
     from .rollout.export import export_run
 
     n = export_run(run, fmt, out)
     console.print(f"wrote {n} rows to {out}")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    env: EnvArg = None,
+    env_opt: EnvOpt = None,
+    env_arg: EnvArgOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="policy spec as for run [on --resume: the stored one]")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,
+    tool_mode: Annotated[str, typer.Option(help="auto, native or text tool calling")] = "auto",
+    split: Annotated[Optional[str], typer.Option(help="task split [default: test]")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="first N tasks of the split")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="initial samples per task (GRPO group) [default: 8]")] = None,
+    budget: Annotated[Optional[int], typer.Option(help="total rollouts [default: 2 x tasks x samples]")] = None,
+    band: Annotated[Optional[str], typer.Option(help="useful pass rates LO,HI [default: 0.02,0.98]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="run seed [default: 0]")] = None,
+    task_seed: Annotated[Optional[int], typer.Option(help="task source seed (default: --seed)")] = None,
+    concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
+    timeout: Annotated[Optional[float], typer.Option(help="seconds per rollout")] = None,
+    max_turns: Annotated[Optional[int], typer.Option(help="lower the env's turn limit")] = None,
+    knobs: Annotated[bool, typer.Option("--knobs", help="pass rate by difficulty knob (table, knobs.png)")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default runs/calib-ENV-TIME)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the calibration in --out")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Measure each task's pass rate for a model, adaptively, and keep the tasks in the band."""
+    from pydantic import ValidationError
+
+    from .quality.calibrate import CalibrateConfig, calibrate, parse_band
+
+    spec = _env_spec(env, env_opt)
+    if resume and out is None:
+        raise UsageError("--resume needs --out DIR (the calibration to continue)")
+    if model is None and not resume:
+        raise UsageError("calibrate needs --model (e.g. --model local)")
+    for name, v in (("--limit", limit), ("--samples", samples), ("--budget", budget)):
+        if v is not None and v < (0 if name == "--limit" else 1):
+            raise UsageError(f"{name} must be >= {0 if name == '--limit' else 1}, got {v}")
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"calib-{Path(spec.split(':')[0]).stem if ':' in spec else spec}-{stamp}"
+    try:
+        config = CalibrateConfig(
+            split=split, limit=limit, samples=samples, budget=budget, band=parse_band(band) if band else None,
+            seed=seed, task_seed=task_seed, concurrency=concurrency, timeout_s=timeout, max_turns=max_turns,
+            knobs=knobs,
+        )
+    except ValidationError as e:  # e.g. --concurrency 0
+        first = e.errors()[0]
+        name = {"timeout_s": "timeout"}.get(str(first["loc"][0]), str(first["loc"][0])).replace("_", "-")
+        raise UsageError(f"--{name}: {first['msg']}, got {first.get('input')!r}") from None
+
+    def on_round(rnd, resumed: bool) -> None:  # noqa: ANN001
+        what = "finishing" if resumed else "running"
+        console.print(f"{what} round {rnd.number}: {len(rnd.task_ids)} tasks x {rnd.samples} samples "
+                      f"(samples {rnd.offset}-{rnd.offset + rnd.samples - 1})")
+
+    result = calibrate(
+        spec, model=model, out=out, config=config, resume=resume, progress=None if quiet else _FreshProgress(),
+        on_round=on_round, env_args=_env_args(env_arg) if env_arg else None,
+        model_options={
+            "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
+            "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens},
+        },
+    )
+    _print_calibration(result)
+
+
+class _FreshProgress:
+    """A new progress bar per round."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def start(self, total: int, done: int) -> None:
+        from .display import RichProgress
+
+        self._bar = RichProgress(console)
+        self._bar.start(total, done)
+
+    def advance(self, record: dict) -> None:
+        if self._bar is not None:
+            self._bar.advance(record)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _print_calibration(result) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    s = result.summary
+    t = Table(title=f"calibration - {s['env']} {s['env_version']} - {s['model']}", title_justify="left")
+    for c in ("verdict", "tasks", "share"):
+        t.add_column(c)
+    for v, d in s["verdicts"].items():
+        t.add_row(v, str(d["tasks"]), f"{d['share']:.1%}")
+    console.print(t)
+    zv = s["zero_variance"]
+
+    def share(d: dict) -> str:
+        return "-" if d["share"] is None else f"{d['share']:.1%} of {d['groups']}"
+
+    info = Table(show_header=False)
+    info.add_column(style="bold")
+    info.add_column()
+    lo, hi = s["band"]
+    info.add_row("band", f"[{lo:g}, {hi:g}]  (95% Wilson interval per task)")
+    info.add_row("rollouts", f"{s['budget_used']} of budget {s['budget']} in {len(s['rounds'])} round(s); "
+                 f"{s['scored_samples']} scored, {s['errors']} errors")
+    fmt = "  ".join
+    info.add_row("pass@k", fmt(f"@{k}={v:.3f}" for k, v in s["pass_at_k"].items() if v is not None) or "-")
+    info.add_row("pass^k", fmt(f"@{k}={v:.3f}" for k, v in s["pass_hat_k"].items() if v is not None) or "-")
+    info.add_row(f"zero-variance groups (K={s['samples']})",
+                 f"before {share(zv['before'])}; in-band {share(zv['after_in_band'])}; "
+                 f"keep {share(zv['after_keep'])}")
+    info.add_row("keep / drop", f"{s['keep']} / {s['drop']}  (lo <= p_hat <= hi)")
+    info.add_row("calibrated split", f"{s['calibrated_split']} in-band tasks")
+    console.print(info)
+    for knob, entries in result.knobs.items():
+        kt = Table(title=f"pass rate by {knob}", title_justify="left")
+        for c in ("value", "tasks", "samples", "pass rate", "95% CI"):
+            kt.add_column(c)
+        for e in entries:
+            rate = "-" if e["pass_rate"] is None else f"{e['pass_rate']:.3f}"
+            kt.add_row(str(e["value"]), str(e["tasks"]), str(e["samples"]), rate,
+                       f"{e['ci_lo']:.3f}-{e['ci_hi']:.3f}")
+        console.print(kt)
+    if result.plot_hint:
+        err.print(f"[yellow]plots skipped:[/yellow] matplotlib is not installed; install it with: {result.plot_hint}")
+    console.print(f"calibration stored in [bold]{result.out}[/bold]; run the in-band tasks with "
+                  f"`envfoundry run {s['env_spec']} --split calibrated --calibration {result.out}`")
+
+
+@app.command("train")
+def train_cmd(
+    env: EnvArg = None,
+    env_opt: EnvOpt = None,
+    model: Annotated[str, typer.Option(help="smollm2 (embedded GGUF), PATH.gguf or a local HF model dir")] = "smollm2",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 30,
+    group_size: Annotated[int, typer.Option(help="completions per task, a GRPO group")] = 4,
+    batch: Annotated[int, typer.Option(help="completions per step (a multiple of --group-size)")] = 8,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate (default 1e-5, LoRA 1e-4)")] = None,
+    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters or all weights")] = False,
+    seed: Annotated[int, typer.Option(help="seed (tasks, episodes, trainer)")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/train-ENV-TIME)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the training in --out")] = False,
+    max_completion_tokens: Annotated[int, typer.Option(help="tokens per completion (whole episode)")] = 256,
+    max_turn_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn (multi-turn)")] = None,
+    temperature: Annotated[float, typer.Option(help="sampling temperature while training")] = 1.0,
+    beta: Annotated[float, typer.Option(help="KL coefficient (0: no reference model)")] = 0.0,
+    eval_tasks: Annotated[int, typer.Option(help="held-out test tasks evaluated before and after")] = 300,
+    levels: Annotated[Optional[str], typer.Option(help="difficulty levels, e.g. 1,2 (= --env-arg levels=...)")] = None,
+    env_arg: EnvArgOpt = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="train on a calibrate output's tasks")] = None,
+    save_every: Annotated[int, typer.Option(help="checkpoint every N steps")] = 10,
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """GRPO-train a model on ENV with TRL; evaluate on held-out tasks before and after; write a report."""
+    from pydantic import ValidationError
+
+    from .train.model import check_train_installed
+    from .train.run import TrainConfig, train
+
+    spec = _env_spec(env, env_opt)
+    check_train_installed()
+    args = _env_args(env_arg)
+    if levels is not None:
+        args["levels"] = levels
+    if resume and out is None:
+        raise UsageError("--resume needs --out DIR (the training to continue)")
+    if out is None:
+        name = Path(spec.split(":")[0]).stem if ":" in spec else spec
+        out = Path("runs") / f"train-{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        cfg = TrainConfig(
+            env=spec, env_args=args, model=model, steps=steps, group_size=group_size, batch=batch, lr=lr,
+            lora=lora, seed=seed, max_completion_tokens=max_completion_tokens, max_turn_tokens=max_turn_tokens,
+            temperature=temperature, beta=beta, eval_tasks=eval_tasks, save_every=save_every, device=device,
+            calibration=str(calibration) if calibration is not None else None,
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UsageError(f"bad option {'.'.join(map(str, first['loc'])) or ''}: {first['msg']}") from None
+
+    def on_step(row: dict) -> None:
+        if not quiet:
+            zero = row.get("frac_reward_zero_std")
+            console.print(
+                f"step {row['step']}/{steps}  reward {row['reward']:.3f} ± {row.get('reward_std') or 0:.3f}  "
+                f"zero-variance groups {'-' if zero is None else f'{100 * zero:.0f}%'}  "
+                f"masked {int(row.get('envfoundry/masked') or 0)}  ({row.get('step_time', 0):.1f} s)"
+            )
+
+    from .display import RichProgress
+
+    result = train(cfg, out, resume=resume, on_step=on_step,
+                   progress=None if quiet else (lambda name: RichProgress(console)))
+    if result.before is not None and result.after is not None:
+        from .train.report import eval_row, verdict
+
+        b, a = eval_row(result.before), eval_row(result.after)
+        for name, r in (("before", b), ("after", a)):
+            rate = "-" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
+            console.print(f"{name:6s} pass {rate} [{100 * r['ci95'][0]:.1f}%, {100 * r['ci95'][1]:.1f}%] "
+                          f"on {r['scored']} held-out tasks ({r['errors']} errors)")
+        console.print(verdict(b, a))
+    masked = result.totals.get("env_error", 0) + result.totals.get("grader_error", 0)
+    console.print(f"{result.totals.get('scored', 0)} completions rewarded, {masked} masked as errors; "
+                  f"report in [bold]{result.out}[/bold]")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,8 @@ TaskSourceFn = Callable[[str, int], Sequence[Task]]
 WorldFactory = Callable[[Task], World]
 ReferenceFn = Callable[["Episode"], Action]
 ReplyFn = Callable[["Episode", Action], "list[Message] | None"]
+#: ``mutations(task, actions) -> iterable of (name, actions, kind)``, kind "wrong" or "equivalent"
+MutationsFn = Callable[[Task, list[Action]], Iterable[tuple[str, list[Action], str]]]
 
 
 @dataclass(slots=True)
@@ -55,6 +57,9 @@ class Environment:
         max_turns: agent turns before the episode is truncated.
         answer_format: how a final answer is written, e.g. ``"<answer>{answer}</answer>"``;
             probes (random guessing, format exploits) use it.
+        mutations: ``mutations(task, actions) -> iterable of (name, actions, kind)``: domain
+            changes of the reference solution's ``actions`` for ``envfoundry audit``; kind
+            ``"wrong"`` must lower the score, ``"equivalent"`` must not (optional).
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class Environment:
         reply: ReplyFn | None = None,
         max_turns: int = 10,
         answer_format: str | None = None,
+        mutations: MutationsFn | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
@@ -81,6 +87,7 @@ class Environment:
         self.splits = tuple(splits)
         self.max_turns = max_turns
         self.answer_format = answer_format
+        self.mutations = mutations
         self._tasks = tasks
         self._world = world
         self._reference = reference

@@ -16,6 +16,7 @@ BUILTIN: dict[str, str] = {
     "math": "envfoundry.envs.math:make_env",
     "shop": "envfoundry.envs.shop:make_env",
     "shop-web": "envfoundry.envs.shop:make_web_env",
+    "support": "envfoundry.envs.support:make_env",
 }
 
 

@@ -1,4 +1,5 @@
-"""Export a run's trajectories to Parquet (via pyarrow) or JSONL."""
+"""Export a run's trajectories to Parquet (via pyarrow) or JSONL, or in a trainer's layout
+(``trl``, ``hf``, ``verl``: see :mod:`envfoundry.rollout.export_trainers`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from ..core.errors import UsageError
 from .store import RunStore
 
-FORMATS = ("parquet", "jsonl")
+FORMATS = ("parquet", "jsonl", "trl", "hf", "verl")
 
 
 def _flat(r: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +40,10 @@ def export_run(run: str | Path, fmt: str, out: str | Path) -> int:
     """Write the run's records to ``out``; returns the number of rows. Written atomically."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r} (choose from: {', '.join(FORMATS)})")
+    if fmt in ("trl", "hf", "verl"):
+        from .export_trainers import export_for_trainer
+
+        return export_for_trainer(run, fmt, out)
     store = RunStore.open(run)
     rows = [_flat(r) for r in store.records()]
     outp = Path(out)

@@ -82,6 +82,8 @@ def select_tasks(
         if calibration is None:
             raise UsageError("--split calibrated needs --calibration DIR (an `envfoundry calibrate` output)")
         tasks = _calibrated_tasks(env, load_calibrated_split(calibration))
+        if not tasks:
+            raise UsageError(f"the calibrated split in {str(calibration)!r} is empty: no task was in the band")
     else:
         try:
             source = env.tasks(split, seed=task_seed)

@@ -4,12 +4,23 @@ How the grader resists reward hacking: exactly one ``<answer>...</answer>`` bloc
 it must hold one integer written with ASCII digits (optionally signed, optionally with thousands
 commas); several blocks, several numbers in a block, an answer only "contained" in the text, or
 look-alike digits all score 0, and the explanation says why.
+
+Against the ``envfoundry audit`` probes: empty answers, refusals, success claims, judge-aimed
+instructions, padding and 50k-character answers hold no well-formed integer block (0); answer spam
+and echoed prompts put several numbers or blocks where one is required (0); the right answer in a
+wrong form (outside the block, ``\boxed{}``, markdown, look-alike digits, hedged with a second
+block) scores 0; guesses drawn from other tasks' answers rarely match (the audit measures it).
+Hostile text cannot crash or stall the grader: tags are counted before any regex runs (thousands
+of unclosed tags once made the lazy match quadratic) and a block of more than 40 characters is
+refused before ``int()`` (5,000 digits once raised ``ValueError``, an unscored grader_error).
+Domain mutations (:func:`audit_mutations`) check that ``+7`` and ``1,234`` keep full marks and
+that a flipped sign or a dropped digit loses them.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ...core.env import Environment, Episode
 from ...core.messages import Message
@@ -31,6 +42,24 @@ EXAMPLES = (
     ("Compute 12 - 4 + 3.", "12 - 4 = 8, 8 + 3 = 11. <answer>11</answer>"),
     ("Mia has 3 pens and buys 4 more. How many pens does she have?", "3 + 4 = 7. <answer>7</answer>"),
 )
+
+
+def audit_mutations(task: Task, actions: list[Message]) -> Iterator[tuple[str, list[Message], str]]:
+    """Mutations of the reference answer for ``envfoundry audit``: spellings the format allows
+    (a plus sign, thousands commas) must keep full marks; typical slips must lose them."""
+    gold = int(task.data["answer"])
+
+    def answering(text: str) -> list[Message]:
+        return [*actions[:-1], Message("assistant", ANSWER_FORMAT.format(answer=text))]
+
+    if gold > 0:
+        yield "plus_sign", answering(f"+{gold}"), "equivalent"
+    if abs(gold) >= 1000:
+        yield "thousands_commas", answering(f"{gold:,}"), "equivalent"
+    if gold != 0:
+        yield "sign_flipped", answering(str(-gold)), "wrong"
+    if abs(gold) >= 10:
+        yield "digit_dropped", answering(str(gold)[:-1]), "wrong"
 
 
 def make_env(levels: Sequence[int] | str | None = None) -> Environment:
@@ -74,4 +103,5 @@ def make_env(levels: Sequence[int] | str | None = None) -> Environment:
         reference=reference,
         max_turns=1,
         answer_format=ANSWER_FORMAT,
+        mutations=audit_mutations,
     )

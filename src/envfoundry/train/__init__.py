@@ -1,0 +1,1 @@
+"""Adapters to trainers: envfoundry environments as TRL GRPO datasets, rewards and rollouts."""

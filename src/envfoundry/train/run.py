@@ -1,0 +1,282 @@
+"""``train``: evaluate, train with TRL's GRPOTrainer, evaluate again, and write the evidence.
+
+An output directory holds ``train_config.json``, ``eval_before/`` and ``eval_after/`` (ordinary
+run stores of the held-out evaluation), ``checkpoints/`` (TRL's, for ``resume``),
+``train_log.jsonl`` (one line per step: reward mean and std, share of zero-variance groups, masked
+errors, score breakdown, loss), ``model/`` (the trained model, a plain Hugging Face directory),
+``reward_curve.png``, ``report.md`` and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..core.env import Environment
+from ..core.errors import UsageError
+from ..core.task import Task
+from .model import check_train_installed
+
+CONFIG_FILE = "train_config.json"
+LOG_FILE = "train_log.jsonl"
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run (recorded in ``train_config.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str = Field(description="environment spec: built-in name, file.py:factory or pkg.mod:factory")
+    env_args: dict[str, str] = Field(default_factory=dict, description="keyword arguments to the env factory")
+    model: str = Field("smollm2", description="smollm2 (the embedded GGUF), PATH.gguf or a model directory")
+    steps: int = Field(30, ge=1, description="optimizer steps")
+    group_size: int = Field(4, ge=2, description="completions per task (TRL num_generations)")
+    batch: int = Field(8, ge=2, description="completions per step, a multiple of group_size")
+    lr: float | None = Field(None, gt=0, description="learning rate (default 1e-5 full, 1e-4 LoRA)")
+    lora: bool = Field(False, description="train LoRA adapters instead of all weights")
+    seed: int = 0
+    max_completion_tokens: int = Field(256, ge=1, description="tokens per completion (whole episode)")
+    max_turn_tokens: int | None = Field(None, ge=1, description="tokens per model turn (multi-turn)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature while training")
+    beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model)")
+    train_split: str = "train"
+    train_tasks: int | None = Field(None, ge=1, description="training tasks (default: enough for every step)")
+    calibration: str | None = Field(None, description="an `envfoundry calibrate` output: train on its tasks")
+    eval_split: str = "test"
+    eval_tasks: int = Field(300, ge=0, description="held-out tasks evaluated before and after (0: none)")
+    eval_batch: int = Field(32, ge=1, description="sequences generated together when evaluating")
+    save_every: int = Field(10, ge=1, description="checkpoint every N steps")
+    save_model: bool = Field(True, description="save the trained model to OUT/model")
+    device: str | None = Field(None, description="cuda or cpu (default: cuda when available)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.batch % self.group_size:
+            raise ValueError(f"batch ({self.batch}) must be a multiple of group_size ({self.group_size})")
+        return self
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1e-4 if self.lora else 1e-5)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    log: list[dict[str, Any]]
+    totals: dict[str, int]
+    report: Path | None
+
+
+def _take(source: Sequence[Task], n: int) -> list[Task]:
+    """The first ``n`` tasks, or fewer when a procedural source runs out of distinct problems."""
+    out: list[Task] = []
+    for i in range(min(n, len(source))):
+        try:
+            out.append(source[i])
+        except RuntimeError:
+            break
+    return out
+
+
+def training_tasks(env: Environment, cfg: TrainConfig) -> list[Task]:
+    """The calibrated split's tasks when ``cfg.calibration`` is set, else the train split's first N."""
+    if cfg.calibration is not None:
+        from ..rollout.selection import select_tasks
+
+        return select_tasks(env, "calibrated", limit=cfg.train_tasks, task_seed=cfg.seed,
+                            calibration=cfg.calibration)
+    try:
+        source = env.tasks(cfg.train_split, seed=cfg.seed)
+    except KeyError as e:
+        raise UsageError(str(e.args[0]) if e.args else str(e)) from None
+    return _take(source, cfg.train_tasks or max(1, cfg.steps * cfg.batch // cfg.group_size))
+
+
+def _eval_task_ids(env: Environment, cfg: TrainConfig, train_ids: set[str]) -> list[str]:
+    try:
+        source = env.tasks(cfg.eval_split, seed=cfg.seed)
+    except KeyError as e:
+        raise UsageError(str(e.args[0]) if e.args else str(e)) from None
+    return [t.id for t in _take(source, cfg.eval_tasks) if t.id not in train_ids]
+
+
+def _read_log(path: Path, upto: int | None) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [r for r in rows if upto is None or r["step"] <= upto]
+
+
+def _last_checkpoint(ckpt: Path) -> int | None:
+    steps = [int(p.name.split("-")[1]) for p in ckpt.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    return max(steps) if steps else None
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    env: Environment | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> TrainResult:
+    """Run the whole recipe into ``out``; ``env``/``model``+``tokenizer`` override the config's specs
+    (the config still names them in the report). ``on_step`` receives each step's log row;
+    ``progress(name)`` makes a rollout-engine progress reporter for each evaluation."""
+    check_train_installed()
+    outp = Path(out)
+    if outp.exists() and any(outp.iterdir()) and not resume:
+        raise UsageError(f"output folder {str(outp)!r} is not empty; pass --resume to continue it")
+    if resume and (outp / CONFIG_FILE).is_file():
+        stored = TrainConfig.model_validate_json((outp / CONFIG_FILE).read_text(encoding="utf-8"))
+        if stored.model_dump(exclude={"steps"}) != cfg.model_dump(exclude={"steps"}):
+            raise UsageError(f"{str(outp)!r} was started with another configuration (see {CONFIG_FILE}); "
+                             "resume with the same options (only --steps may grow)")
+    outp.mkdir(parents=True, exist_ok=True)
+    (outp / CONFIG_FILE).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    from ..envs import load
+    from .model import load_model
+    from .trl_adapter import EnvAdapter, is_multi_turn
+
+    env_obj = env if env is not None else load(cfg.env, cfg.env_args)
+    tasks = training_tasks(env_obj, cfg)
+    if not tasks:
+        raise UsageError(f"environment {env_obj.name!r} gave no training tasks")
+    eval_ids = _eval_task_ids(env_obj, cfg, {t.id for t in tasks}) if cfg.eval_tasks else []
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model(cfg.model, device=cfg.device)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    device = str(next(model.parameters()).device.type)
+    timings["load_s"] = time.perf_counter() - t0
+
+    multi = is_multi_turn(env_obj)
+    turn_tokens = cfg.max_turn_tokens or (min(cfg.max_completion_tokens, 256) if multi else cfg.max_completion_tokens)
+    env_ref: Environment | str = env if env is not None else cfg.env
+
+    def evaluate_into(name: str, spec: str) -> dict[str, Any] | None:
+        if not eval_ids:
+            return None
+        from ..rollout.run import evaluate_async
+        from .policy import TransformersPolicy
+
+        t = time.perf_counter()
+        d = outp / name
+        summary_file = d / "summary.json"
+        if summary_file.is_file() and json.loads(summary_file.read_text()).get("complete"):
+            return json.loads(summary_file.read_text())
+        pol = TransformersPolicy(model, tokenizer, spec=spec, max_new_tokens=turn_tokens,
+                                 batch_size=cfg.eval_batch, seed=cfg.seed)
+        run = asyncio.run(evaluate_async(
+            env_ref, model=pol, out=d, split=cfg.eval_split, limit=cfg.eval_tasks, task_ids=eval_ids,
+            seed=cfg.seed, concurrency=2 * cfg.eval_batch, resume=(d / "manifest.json").is_file(),
+            env_args=cfg.env_args if env is None else None, progress=progress(name) if progress else None,
+        ))
+        timings[f"{name}_s"] = time.perf_counter() - t
+        return run.summary
+
+    before = evaluate_into("eval_before", f"transformers:{cfg.model}")
+
+    ckpt = outp / "checkpoints"
+    last = _last_checkpoint(ckpt) if resume else None
+    log = _read_log(outp / LOG_FILE, last) if resume else []
+    with open(outp / LOG_FILE, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in log)
+
+    adapter = EnvAdapter(env_obj, tasks, group_size=cfg.group_size, seed=cfg.seed, max_turn_tokens=turn_tokens)
+    for r in log:
+        for k in ("env_error", "grader_error"):
+            adapter.totals[k] += int(r.get(f"envfoundry/{k}") or 0)
+        adapter.totals["scored"] += cfg.batch - int(r.get("envfoundry/masked") or 0)
+    trainer = _make_trainer(cfg, adapter, model, tokenizer, ckpt, device, log, outp / LOG_FILE, on_step)
+    t = time.perf_counter()
+    # from a checkpoint at the last step this only restores the weights
+    trainer.train(resume_from_checkpoint=str(ckpt / f"checkpoint-{last}") if last is not None else None)
+    timings["train_s"] = time.perf_counter() - t
+    model = trainer.model
+
+    after = evaluate_into("eval_after", f"transformers:{cfg.model}+grpo{cfg.steps}")
+    if cfg.save_model:
+        from .model import save_model
+
+        save_model(model, tokenizer, outp / "model")
+    timings["total_s"] = time.perf_counter() - t0
+
+    from .report import plot_reward_curve, write_report
+
+    totals = {k: int(v) for k, v in adapter.totals.items() if k in ("env_error", "grader_error")}
+    totals["scored"] = int(sum(v for k, v in adapter.totals.items() if k not in ("env_error", "grader_error")))
+    plot_reward_curve(log, outp / "reward_curve.png")
+    report = None
+    if before is not None and after is not None:
+        conf = {**cfg.model_dump(exclude_none=True), "learning_rate": cfg.learning_rate, "device": device,
+                "eval_decoding": "greedy", "eval_tasks": len(eval_ids)}
+        report = write_report(outp, config=conf, before=before, after=after, log=log, totals=totals,
+                              timings=timings)
+    return TrainResult(outp, before, after, log, totals, report)
+
+
+def _make_trainer(cfg: TrainConfig, adapter: Any, model: Any, tokenizer: Any, ckpt: Path, device: str,
+                  log: list[dict[str, Any]], log_path: Path, on_step: Any) -> Any:
+    import torch
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    class _Log(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kw: Any) -> None:
+            if not logs or "reward" not in logs:
+                return
+            row = {"step": int(state.global_step), "completions": cfg.batch, **logs}
+            log.append(row)
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            if on_step is not None:
+                on_step(row)
+
+    cuda = device == "cuda"
+    args = GRPOConfig(
+        output_dir=str(ckpt), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch,
+        num_generations=cfg.group_size, learning_rate=cfg.learning_rate, beta=cfg.beta,
+        max_completion_length=cfg.max_completion_tokens, temperature=cfg.temperature, seed=cfg.seed,
+        data_seed=cfg.seed, logging_steps=1, save_steps=cfg.save_every, save_total_limit=1,
+        report_to="none", use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False,
+        gradient_checkpointing=False, disable_tqdm=True, remove_unused_columns=False,
+        dataloader_num_workers=0, log_completions=False,
+    )
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=adapter.reward_funcs(), args=args, train_dataset=adapter.dataset(),
+        processing_class=tokenizer, rollout_func=adapter.rollout_func(), peft_config=peft_config,
+        callbacks=[_Log()],
+    )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):  # they print every log dict; on_step reports instead
+        trainer.remove_callback(cb)
+    return trainer
