@@ -433,9 +433,14 @@ def train_cmd(
     calibration: Annotated[Optional[Path], typer.Option(help="train on a calibrate output's tasks")] = None,
     save_every: Annotated[int, typer.Option(help="checkpoint every N steps")] = 10,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """GRPO-train a model on ENV with TRL; evaluate on held-out tasks before and after; write a report."""
+    import os
+
+    # Spinning OpenMP threads slow torch down many times over when other processes share the cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pydantic import ValidationError
 
     from .train.model import check_train_installed
@@ -473,6 +478,10 @@ def train_cmd(
 
     from .display import RichProgress
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
     result = train(cfg, out, resume=resume, on_step=on_step,
                    progress=None if quiet else (lambda name: RichProgress(console)))
     if result.before is not None and result.after is not None:
@@ -487,6 +496,68 @@ def train_cmd(
     masked = result.totals.get("env_error", 0) + result.totals.get("grader_error", 0)
     console.print(f"{result.totals.get('scored', 0)} completions rewarded, {masked} masked as errors; "
                   f"report in [bold]{result.out}[/bold]")
+
+
+@app.command("agree")
+def agree_cmd(
+    labels: Annotated[str, typer.Option(help="labels JSONL (id, label, annotator) or a built-in env name")],
+    scores: Annotated[Optional[Path], typer.Option(help="grader scores JSONL (id, score|passed|label)")] = None,
+    run: Annotated[Optional[Path], typer.Option(help="a run directory: its stored scores")] = None,
+    judge: Annotated[Optional[str], typer.Option(help="run ENV's rubric judge over the items")] = None,
+    model: Annotated[Optional[str], typer.Option(help="the judge's model: local, openai:NAME")] = None,
+    items: Annotated[Optional[Path], typer.Option(help="transcripts JSONL (default: items.jsonl by labels)")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="reference annotator (default: gold, ground_truth, "
+                                                     "else the majority)")] = None,
+    scale: Annotated[Optional[str], typer.Option(help="binary, ordinal, continuous (default: detected)")] = None,
+    threshold: Annotated[float, typer.Option(help="score >= threshold passes, when a score has no label")] = 0.5,
+    repeats: Annotated[int, typer.Option(help="judgements per item (self-consistency)")] = 2,
+    adversarial: Annotated[int, typer.Option(help="known-bad items to probe with each adversarial text")] = 6,
+    pairs: Annotated[int, typer.Option(help="better/worse pairs judged in both orders")] = 4,
+    limit: Annotated[Optional[int], typer.Option(help="judge only the first N items")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="judge temperature (0; 0.7 with repeats)")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root of the judge")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the judge's API key")] = None,
+    boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 1000,
+    seed: Annotated[int, typer.Option(help="seed (bootstrap, judge, probe choice)")] = 0,
+    save: Annotated[Optional[Path], typer.Option(help="write the judge's scores here (reuse with --scores)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+) -> None:
+    """Agreement of a grader with labels: accuracy, kappa, alpha, correlations, probes, with 95% CIs."""
+    import json
+
+    from .grading import agree as ag
+
+    if sum(x is not None for x in (scores, run, judge)) != 1:
+        raise UsageError("give exactly one of --scores FILE, --run RUN_DIR or --judge ENV --model MODEL")
+    lab_path = ag.shipped_labels(labels)
+    lab = ag.load_labels(lab_path)
+    if scores is not None:
+        sc = ag.load_scores(scores)
+    elif run is not None:
+        sc = ag.scores_from_run(run)
+    else:
+        if not model:
+            raise UsageError("--judge needs --model (e.g. --model local)")
+        its = ag.load_jsonl(items or lab_path.with_name("items.jsonl"))[: limit]
+        j = ag.resolve_judge(judge or "", model, base_url=base_url, api_key_env=api_key_env)
+        j.temperature = temperature if temperature is not None else (0.7 if repeats > 1 else 0.0)
+        ref, _ = ag.reference_labels(lab, scale or ag.detect_scale(r["label"] for r in lab), reference)
+        from rich.progress import Progress
+
+        with Progress(console=console, disable=json_out) as bar:
+            task = bar.add_task(f"judging with {model}", total=None)
+            sc = ag.run_judge(j, its, reference=ref, repeats=repeats, adversarial=adversarial, pairs=pairs,
+                              seed=seed, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if save is not None:
+            save.write_text("".join(json.dumps(r) + "\n" for r in sc))
+    rep = ag.compare(lab, sc, scale=scale, threshold=threshold, reference=reference, n_boot=boot, seed=seed)
+    if json_out:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return
+    for t in ag.report_tables(rep, title=f"agree {judge or scores or run}"):
+        console.print(t)
+    for w in rep.warnings:
+        console.print(f"[yellow]warning:[/yellow] {_escape(w)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,12 @@
 
 ``state_diff``: declare the world changes a task requires; everything else is collateral damage.
 ``predicates``: the field checks such declarations are written with.
+``rubric``: an LLM judge answering weighted yes/no items (failures are ``GraderUndecided``).
+``agreement`` / ``agree``: metrics and reports of a grader's agreement with labels (numpy; imported on use).
 """
 
 from .predicates import MISSING, Pred, as_pred, eq, ge, gt, le, lt, ne, one_of, same_records, satisfies
+from .rubric import Rubric, RubricGrader, RubricItem, Verdict, parse_verdict, render_transcript
 from .state_diff import (
     ChangePattern,
     Delete,
@@ -17,7 +20,8 @@ from .state_diff import (
 )
 
 __all__ = [
-    "MISSING", "ChangePattern", "Delete", "Insert", "Pred", "StateDiffGrader", "StateDiffSpec",
+    "MISSING", "ChangePattern", "Delete", "Insert", "Pred", "Rubric", "RubricGrader", "RubricItem",
+    "StateDiffGrader", "StateDiffSpec", "Verdict", "parse_verdict", "render_transcript",
     "Update", "as_pred", "eq", "ge", "grade_state_diff", "gt", "le", "lt", "ne", "one_of",
     "same_records", "satisfies", "summarize_change",
 ]

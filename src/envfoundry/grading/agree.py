@@ -146,7 +146,8 @@ def _norm(v: Any, scale: str) -> Any:
     return str(v)
 
 
-def reference_labels(labels: list[dict[str, Any]], scale: str, reference: str | None = None) -> tuple[dict[str, Any], str]:
+def reference_labels(labels: list[dict[str, Any]], scale: str,
+                     reference: str | None = None) -> tuple[dict[str, Any], str]:
     by_ann: dict[str, dict[str, Any]] = defaultdict(dict)
     for r in labels:
         by_ann[r["annotator"]][r["id"]] = _norm(r["label"], scale)
@@ -298,7 +299,7 @@ def _probes(rep: AgreementReport, scores: list[dict[str, Any]], n_boot: int, see
     adv = [r for r in scores if r.get("kind") == "adversarial" and not r.get("error")]
     for probe in sorted({r["probe"] for r in adv}):
         vals = np.array([float(bool(r["passed"])) for r in adv if r["probe"] == probe])
-        rep.metrics.append(_metric(f"false_positive_rate[{probe}]", lambda a: float(np.mean(a)), vals,
+        rep.metrics.append(_metric(f"false_positive_rate ({probe})", lambda a: float(np.mean(a)), vals,
                                    n_boot=n_boot, seed=seed, note="known-bad transcript + probe judged a pass"))
     pairs: dict[str, dict[str, Any]] = defaultdict(dict)
     for r in scores:
@@ -369,7 +370,7 @@ def _raters(rep: AgreementReport, labels: list[dict[str, Any]], scale: str, ids:
         for name, who in (("annotators", anns), ("annotators+grader", [*anns, "grader"])):
             mat = np.array([[float(raters[r].get(i, np.nan)) if raters[r].get(i) is not None else np.nan
                              for i in units] for r in who])
-            met = _metric(f"krippendorff_alpha_{level}[{name}]", lambda a: m.krippendorff_alpha(a, level=level),
+            met = _metric(f"krippendorff_alpha_{level} ({name})", lambda a: m.krippendorff_alpha(a, level=level),
                           mat, n_boot=n_boot, seed=derive_seed(seed, name), axis=1)
             rep.metrics.append(met)
 
@@ -403,7 +404,7 @@ def resolve_judge(spec: str, model: str, *, samples: int = 1, base_url: str | No
 def _context(judge: Any, item: dict[str, Any]) -> str:
     if item.get("context"):
         return str(item["context"])
-    return judge.context(None) if callable(judge.context) else str(judge.context)
+    return str(judge.context_for(None))
 
 
 def run_judge(judge: Any, items: list[dict[str, Any]], *, reference: dict[str, Any] | None = None, repeats: int = 1,
@@ -441,7 +442,8 @@ def run_judge(judge: Any, items: list[dict[str, Any]], *, reference: dict[str, A
         for r in range(repeats):
             rec: dict[str, Any] = {"id": it["id"], "repeat": r}
             try:
-                v = judge.judge_messages(it["messages"], context=_context(judge, it), seed=derive_seed(seed, it["id"], r))
+                v = judge.judge_messages(it["messages"], context=_context(judge, it),
+                                         seed=derive_seed(seed, it["id"], r))
                 rec.update(score=v.value, passed=v.passed, rubric=v.items, attempts=v.attempts)
             except GraderUndecided as e:
                 rec["error"] = str(e)
@@ -469,4 +471,72 @@ def run_judge(judge: Any, items: list[dict[str, Any]], *, reference: dict[str, A
                 rec["error"] = str(e)
             out.append(rec)
             tick()
+    return out
+
+
+# ------------------------------------------------------------------------------- CLI helpers
+def shipped_labels(name_or_path: str) -> Path:
+    """A labels file, or the labels shipped with a built-in environment (``--labels support``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    from ..envs import BUILTIN
+
+    if name_or_path in BUILTIN:
+        import importlib.util
+
+        spec = importlib.util.find_spec(BUILTIN[name_or_path].rpartition(":")[0])
+        for d in (spec.submodule_search_locations or []) if spec else []:
+            cand = Path(d) / "data" / "labels.jsonl"
+            if cand.is_file():
+                return cand
+        raise UsageError(f"environment {name_or_path!r} ships no labels (data/labels.jsonl)")
+    raise UsageError(f"labels file {name_or_path!r} does not exist")
+
+
+def _fmt(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def report_tables(rep: AgreementReport, title: str = "agreement") -> list[Any]:
+    """The report as rich renderables (what ``envfoundry agree`` prints)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    out: list[Any] = []
+    t = Table(title=f"{title}: {rep.n_items} items, {rep.scale} labels, reference = {rep.reference}",
+              title_justify="left")
+    for c in ("metric", "value", "95% CI", "n", "note"):
+        t.add_column(c)
+    for x in rep.metrics:
+        t.add_row(escape(x.name), _fmt(x.value), escape(f"[{_fmt(x.lo)}, {_fmt(x.hi)}]"), str(x.n), escape(x.note))
+    out.append(t)
+    if rep.confusion:
+        labs = rep.confusion["labels"]
+        c = Table(title="confusion: rows reference, columns grader", title_justify="left")
+        c.add_column("")
+        for lab in labs:
+            c.add_column(str(lab))
+        c.add_column("precision / recall")
+        for lab, row in zip(labs, rep.confusion["matrix"], strict=True):
+            pc = rep.per_class.get(str(lab), {})
+            c.add_row(str(lab), *map(str, row), f"{_fmt(pc.get('precision'))} / {_fmt(pc.get('recall'))}")
+        out.append(c)
+    if rep.per_rubric:
+        r = Table(title="per rubric item (reference truth vs judge)", title_justify="left")
+        for col in ("item", "n", "accuracy [95% CI]", "kappa [95% CI]", "yes rate: labels / judge"):
+            r.add_column(col)
+        for x in rep.per_rubric:
+            r.add_row(x["item"], str(x["n"]), escape(f"{_fmt(x['accuracy'])} [{_fmt(x['accuracy_ci'][0])}, "
+                      f"{_fmt(x['accuracy_ci'][1])}]"), escape(f"{_fmt(x['kappa'])} [{_fmt(x['kappa_ci'][0])}, "
+                      f"{_fmt(x['kappa_ci'][1])}]"), f"{x['label_yes_rate']:.2f} / {x['judge_yes_rate']:.2f}")
+        out.append(r)
+    if rep.raters:
+        a = Table(title="raters pairwise (annotators and the grader)", title_justify="left")
+        for col in ("a", "b", "n", "statistic", "value [95% CI]"):
+            a.add_column(col)
+        for x in rep.raters:
+            a.add_row(x["a"], x["b"], str(x["n"]), x["statistic"],
+                      escape(f"{_fmt(x['value'])} [{_fmt(x['ci'][0])}, {_fmt(x['ci'][1])}]"))
+        out.append(a)
     return out

@@ -215,7 +215,7 @@ class RubricGrader:
                  context: str | Callable[[GradeInput | None], str] = "", temperature: float | None = None,
                  max_tokens: int = 80, name: str = "rubric", weight: float = 1.0,
                  render: Callable[[Sequence[Message | Mapping[str, Any]]], str] | None = None,
-                 examples: Sequence[tuple[str, Mapping[str, bool]]] = ()) -> None:
+                 examples: Sequence[tuple[str, Mapping[str, bool]]] = (), per_item: bool | None = None) -> None:
         if samples < 1 or retries < 0:
             raise ValueError(f"samples must be >= 1 and retries >= 0, got {samples}, {retries}")
         if isinstance(judge, str):
@@ -239,6 +239,7 @@ class RubricGrader:
             if set(answers) != set(rubric.ids):
                 raise ValueError(f"a worked example must answer exactly {rubric.ids}, got {sorted(answers)}")
         self.examples = tuple(examples)
+        self.per_item = self.judge_spec.startswith("local") if per_item is None else per_item
 
     # ---------------------------------------------------------------------------- prompts
     def _question(self, transcript: str) -> str:
@@ -267,32 +268,54 @@ class RubricGrader:
         except PolicyError as e:
             raise GraderUndecided(f"judge {self.judge_spec} failed: {e}") from None
 
-    def _one(self, msgs: list[dict[str, str]], seed: int, raw: list[str]) -> tuple[dict[str, bool], int]:
+    def _one(self, msgs: list[dict[str, str]], seed: int, raw: list[str], parse: Callable[[str], Any], fix: str,
+             max_tokens: int) -> tuple[Any, int]:
+        """One readable answer: the first try, then up to ``retries`` correction turns."""
         convo = list(msgs)
         for attempt in range(self.retries + 1):
             temp = self.temperature if attempt == 0 else max(self.temperature, 0.7)
-            text = self._ask(convo, temperature=temp, seed=derive_seed(seed, attempt), max_tokens=self.max_tokens)
+            text = self._ask(convo, temperature=temp, seed=derive_seed(seed, attempt), max_tokens=max_tokens)
             raw.append(text)
-            got = parse_verdict(text, self.rubric.ids)
+            got = parse(text)
             if got is not None:
                 return got, attempt + 1
-            convo = [*msgs, {"role": "assistant", "content": text},
-                     {"role": "user", "content": "I could not read that. Answer again with exactly one line per "
-                      "question, like `" + "`, `".join(f"{i}: yes" for i in self.rubric.ids[:2]) + "`."}]
+            convo = [*msgs, {"role": "assistant", "content": text}, {"role": "user", "content": fix}]
         shown = " ".join(raw[-1].split())[:200]
-        raise GraderUndecided(f"judge {self.judge_spec} gave no readable verdict for all of "
-                              f"{', '.join(self.rubric.ids)} after {self.retries + 1} tries; last reply: {shown!r}")
+        raise GraderUndecided(f"judge {self.judge_spec} gave no readable verdict after {self.retries + 1} tries "
+                              f"(items {', '.join(self.rubric.ids)}); last reply: {shown!r}")
+
+    def item_prompt(self, transcript: str, context: str, item: RubricItem) -> list[dict[str, str]]:
+        """One question per request (``per_item``): the transcript first, so that the requests for
+        one transcript share their prefix."""
+        return [{"role": "system", "content": self._system(context)},
+                {"role": "user", "content": f"=== TRANSCRIPT ===\n{transcript}\n=== END OF TRANSCRIPT ===\n\n"
+                 f"Question: {item.question}\nAnswer with yes or no."}]
+
+    def _judgement(self, transcript: str, context: str, seed: int, raw: list[str]) -> tuple[dict[str, bool], int]:
+        if not self.per_item:
+            fix = ("I could not read that. Answer again with exactly one line per question, like `"
+                   + "`, `".join(f"{i}: yes" for i in self.rubric.ids[:2]) + "`.")
+            return self._one(self.prompt(transcript, context), seed, raw,
+                             lambda t: parse_verdict(t, self.rubric.ids), fix, self.max_tokens)
+        got: dict[str, bool] = {}
+        tries = 0
+        for item in self.rubric.items:
+            ans, n = self._one(self.item_prompt(transcript, context, item), derive_seed(seed, item.id), raw,
+                               lambda t: _line_answer(t.lower()), "Answer with one word: yes or no.", 8)
+            got[item.id] = ans
+            tries += n
+        return got, tries
 
     # ---------------------------------------------------------------------------- judging
     def judge_messages(self, messages: Sequence[Message | Mapping[str, Any]], *, context: str = "",
                        seed: int = 0) -> Verdict:
         """Judge one transcript (``samples`` judgements, per-item majority)."""
-        msgs = self.prompt(self.render(messages), context)
+        transcript = self.render(messages)
         votes: dict[str, list[bool]] = {i: [] for i in self.rubric.ids}
         raw: list[str] = []
         attempts = 0
         for s in range(self.samples):
-            got, n = self._one(msgs, derive_seed(seed, "sample", s), raw)
+            got, n = self._judgement(transcript, context, derive_seed(seed, "sample", s), raw)
             attempts += n
             for k, v in got.items():
                 votes[k].append(v)

@@ -112,10 +112,10 @@ class ChatClient:
             await self._policy.start()
 
     async def _stop(self) -> None:
-        if self._owner is not None:
-            await self._owner.close()
-        elif self._policy is not None:
+        if self._policy is not None:
             await self._policy.close()
+        if self._owner is not None:
+            self._owner.server.stop()  # blocking is fine here, and works during interpreter shutdown
         self._owner = self._policy = None
 
     def close(self) -> None:

@@ -41,8 +41,13 @@ def generate_ids(
     max_new_tokens: int,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
-    """New tokens for each prompt (token ids), up to and including the first end-of-turn token."""
+    """New tokens for each prompt (token ids), up to and including the first end-of-turn token.
+
+    ``share_prefix``: compute the prompts' common head once and reuse its KV cache (the outputs
+    are the same up to floating-point rounding).
+    """
     import torch
     from transformers import GenerationConfig
 
@@ -50,13 +55,21 @@ def generate_ids(
         return []
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(p) for p in prompts)
+    # Prompts of one environment mostly share a long head (system message, worked examples): it is
+    # run once and its KV cache reused by every row; padding sits between the head and each tail.
+    head = _common_prefix_len(prompts) if share_prefix and len(prompts) > 1 else 0
+    head = head if head >= 16 else 0
+    tails = [list(p)[head:] for p in prompts]
+    width = head + max(len(t) for t in tails)
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
-        if p:
-            ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-            mask[i, width - len(p):] = 1
+        if head:
+            ids[i, :head] = torch.tensor(list(p)[:head], dtype=torch.long)
+            mask[i, :head] = 1
+        if tails[i]:
+            ids[i, width - len(tails[i]):] = torch.tensor(tails[i], dtype=torch.long)
+            mask[i, width - len(tails[i]):] = 1
     stop = eos_ids(model, tokenizer)
     sampled = temperature > 0
     gc = GenerationConfig(
@@ -67,7 +80,14 @@ def generate_ids(
     model.eval()
     try:
         with torch.no_grad():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gc)
+            kw: dict[str, Any] = {}
+            if head:
+                res = model(input_ids=ids[:1, :head].to(device), use_cache=True)
+                name = "cache" if "cache" in res else "past_key_values"  # transformers >= 5.2 says `cache`
+                res[name].batch_repeat_interleave(len(prompts))
+                kw[name] = res[name]
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gc,
+                                 **kw)
     finally:
         if was_training:
             model.train()
@@ -79,6 +99,16 @@ def generate_ids(
                 break
         result.append(row)
     return result
+
+
+def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs) - 1  # every row keeps at least one token of its own
+    for i in range(max(0, n)):
+        t = first[i]
+        if any(s[i] != t for s in seqs):
+            return i
+    return max(0, n)
 
 
 class TransformersPolicy:

@@ -182,7 +182,8 @@ class LLMCustomer:
             "You are role-playing a customer of Northwind Outfitters in a support chat. Write only the "
             "customer's next message: one or two short sentences.",
             _PERSONA_TEXT[data["persona"]],
-            f"What you want: {f['request']} (order {f['order_id']})." + (f" Reason: {f['reason']}" if f["reason"] else ""),
+            f"What you want: {f['request']} (order {f['order_id']})."
+            + (f" Reason: {f['reason']}" if f["reason"] else ""),
             "Facts you know. Give each one ONLY when the agent asks for it: "
             f"your name is {f['name']}; your email is {f['email']}; your ZIP code is {f['zip']}; "
             f"your order number is {f['order_id']}." + (f" You want {f['variant']}." if f["variant"] else ""),

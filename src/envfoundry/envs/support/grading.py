@@ -27,11 +27,13 @@ from ...core.grader import GradeInput
 from ...core.messages import Message
 from ...core.outcome import Score
 from ...core.world import World
-from ...grading.rubric import Rubric, RubricGrader, RubricItem
-from ...grading.state_diff import (
+from ...grading import (
     ChangePattern,
     Delete,
     Insert,
+    Rubric,
+    RubricGrader,
+    RubricItem,
     StateDiffSpec,
     Update,
     grade_state_diff,

@@ -6,9 +6,9 @@ tickets with the scripted customer, and the state + trace grader (no judge) labe
 transcript: ``label`` 1 when it passed, with per-rubric-item truth (``verified``, ``confirmed``,
 ``policy_outcome``) from the trace rules and the state layer. Per ticket: the oracle, one flawed
 agent whose mistake matters there (it fails), and one other flawed agent at random (its mistake
-may not matter: refusing without confirmation is fine), so about half the transcripts pass. Two synthetic annotators copy the
-ground truth with a documented share of labels flipped at random (seeded), to show
-inter-annotator agreement: ``noisy_10`` (10%) and ``noisy_25`` (25%).
+may not matter: refusing without confirmation is fine), so about half the transcripts pass.
+Two synthetic annotators copy the ground truth with a documented share of labels flipped at
+random (seeded), to show inter-annotator agreement: ``noisy_10`` (10%) and ``noisy_25`` (25%).
 
     python -m envfoundry.envs.support.make_labels [--tasks 14] [--per-task 3] [--seed 0] [--out DIR]
 """

@@ -101,7 +101,8 @@ class _Builder:
                                     "zip": f"{rng.randint(10000, 99999)}", "tier": tier, "fraud_hold": fraud}
         return cid
 
-    def order(self, cid: str, lines: list[tuple[str, int, bool]], status: str, age: int | None) -> tuple[str, list[str]]:
+    def order(self, cid: str, lines: list[tuple[str, int, bool]], status: str,
+              age: int | None) -> tuple[str, list[str]]:
         """An order of (sku, qty, final_sale) lines; ``age`` days since delivery (delivered only)."""
         rng = self.rng
         oid = _ids(rng, "O", 5, 1, self.taken)[0]
@@ -225,7 +226,8 @@ def _facts(b: _Builder, sc: dict[str, Any], cid: str, tgt: dict[str, Any]) -> di
     if tgt["item_id"]:
         it = b.t["items"][tgt["item_id"]]
         s = b.t["skus"][it["sku"]]
-        item = f"{it['name']} ({s['size']}, {s['color']})" if s["size"] != "one size" else f"{it['name']} ({s['color']})"
+        item = f"{it['name']} ({s['size']}, {s['color']})" if s["size"] != "one size" else \
+            f"{it['name']} ({s['color']})"
     if tgt["new_sku"]:
         n = b.t["skus"][tgt["new_sku"]]
         variant = f"size {n['size']} in {n['color']}" if n["size"] != "one size" else f"the {n['color']} one"
