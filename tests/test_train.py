@@ -278,6 +278,31 @@ def test_multi_turn_training_step_with_rollout_func(tmp_path: Path) -> None:
 
 @needs_train
 @needs_smollm2
+def test_lora_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from envfoundry.core.errors import UsageError
+    from envfoundry.train.run import TrainConfig, train
+
+    tok = _tokenizer()
+    out = tmp_path / "out"
+    cfg = TrainConfig(env="probe", steps=1, group_size=2, batch=4, max_completion_tokens=8, eval_tasks=0,
+                      save_every=1, lora=True, save_model=True)
+    first = train(cfg, out, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
+    assert [r["step"] for r in first.log] == [1] and (out / "checkpoints" / "checkpoint-1").is_dir()
+    with pytest.raises(UsageError, match="not empty"):
+        train(cfg, out, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
+    with pytest.raises(UsageError, match="another configuration"):
+        train(cfg.model_copy(update={"lr": 0.5}), out, resume=True, env=probe_env(), model=_tiny_model(tok),
+              tokenizer=tok)
+    more = train(cfg.model_copy(update={"steps": 2}), out, resume=True, env=probe_env(), model=_tiny_model(tok),
+                 tokenizer=tok)
+    assert [r["step"] for r in more.log] == [1, 2]
+    assert [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2]
+    assert more.totals["scored"] + more.totals["grader_error"] == 8
+    assert (out / "model" / "config.json").is_file()  # LoRA merged into a plain model
+
+
+@needs_train
+@needs_smollm2
 def test_embedded_smollm2_loads_as_a_plain_trainable_model() -> None:
     import torch
     from transformers import AutoModelForCausalLM

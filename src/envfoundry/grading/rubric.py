@@ -208,6 +208,11 @@ class RubricGrader:
         context: text shown before the transcript (a policy, a reference answer), or
             ``fn(GradeInput) -> str``.
         temperature: default 0 for one sample, 0.7 when sampling several.
+        render: ``fn(messages) -> str``, the transcript the judge reads (default :func:`render_transcript`).
+        examples: worked examples ``(transcript, {item: bool})`` shown as earlier chat turns.
+        per_item: one request per rubric item (transcript first, so the requests share a cached
+            prefix) instead of one request for all; default on for ``local`` judges, which are too
+            small to answer several questions in one reply.
     """
 
     def __init__(self, rubric: Rubric, *, judge: str | ChatLike = "local", base_url: str | None = None,
@@ -269,7 +274,7 @@ class RubricGrader:
             raise GraderUndecided(f"judge {self.judge_spec} failed: {e}") from None
 
     def _one(self, msgs: list[dict[str, str]], seed: int, raw: list[str], parse: Callable[[str], Any], fix: str,
-             max_tokens: int) -> tuple[Any, int]:
+             max_tokens: int, what: str) -> tuple[Any, int]:
         """One readable answer: the first try, then up to ``retries`` correction turns."""
         convo = list(msgs)
         for attempt in range(self.retries + 1):
@@ -281,8 +286,8 @@ class RubricGrader:
                 return got, attempt + 1
             convo = [*msgs, {"role": "assistant", "content": text}, {"role": "user", "content": fix}]
         shown = " ".join(raw[-1].split())[:200]
-        raise GraderUndecided(f"judge {self.judge_spec} gave no readable verdict after {self.retries + 1} tries "
-                              f"(items {', '.join(self.rubric.ids)}); last reply: {shown!r}")
+        raise GraderUndecided(f"judge {self.judge_spec} gave no readable verdict on {what} after "
+                              f"{self.retries + 1} tries; last reply: {shown!r}")
 
     def item_prompt(self, transcript: str, context: str, item: RubricItem) -> list[dict[str, str]]:
         """One question per request (``per_item``): the transcript first, so that the requests for
@@ -296,12 +301,14 @@ class RubricGrader:
             fix = ("I could not read that. Answer again with exactly one line per question, like `"
                    + "`, `".join(f"{i}: yes" for i in self.rubric.ids[:2]) + "`.")
             return self._one(self.prompt(transcript, context), seed, raw,
-                             lambda t: parse_verdict(t, self.rubric.ids), fix, self.max_tokens)
+                             lambda t: parse_verdict(t, self.rubric.ids), fix, self.max_tokens,
+                             "items " + ", ".join(self.rubric.ids))
         got: dict[str, bool] = {}
         tries = 0
         for item in self.rubric.items:
             ans, n = self._one(self.item_prompt(transcript, context, item), derive_seed(seed, item.id), raw,
-                               lambda t: _line_answer(t.lower()), "Answer with one word: yes or no.", 8)
+                               lambda t: _line_answer(t.lower()), "Answer with one word: yes or no.", 8,
+                               f"item {item.id}")
             got[item.id] = ans
             tries += n
         return got, tries

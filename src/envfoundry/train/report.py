@@ -48,6 +48,9 @@ def plot_reward_curve(log: Sequence[dict[str, Any]], path: str | Path) -> Path |
     ax.plot(steps, mean, marker="o", ms=3, label="reward mean")
     ax.fill_between(steps, [m - s for m, s in zip(mean, std, strict=True)],
                     [m + s for m, s in zip(mean, std, strict=True)], alpha=0.2, label="± std")
+    if len(mean) >= 5:
+        avg = [sum(mean[max(0, i - 4):i + 1]) / len(mean[max(0, i - 4):i + 1]) for i in range(len(mean))]
+        ax.plot(steps, avg, color="black", lw=2, label="mean of the last 5 steps")
     ax.set_ylabel("reward (masked errors excluded)")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(loc="upper left")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -150,7 +151,6 @@ def train(
     outp.mkdir(parents=True, exist_ok=True)
     (outp / CONFIG_FILE).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -172,28 +172,16 @@ def train(
 
     multi = is_multi_turn(env_obj)
     turn_tokens = cfg.max_turn_tokens or (min(cfg.max_completion_tokens, 256) if multi else cfg.max_completion_tokens)
-    env_ref: Environment | str = env if env is not None else cfg.env
 
     def evaluate_into(name: str, spec: str) -> dict[str, Any] | None:
         if not eval_ids:
             return None
-        from ..rollout.run import evaluate_async
-        from .policy import TransformersPolicy
-
         t = time.perf_counter()
-        d = outp / name
-        summary_file = d / "summary.json"
-        if summary_file.is_file() and json.loads(summary_file.read_text()).get("complete"):
-            return json.loads(summary_file.read_text())
-        pol = TransformersPolicy(model, tokenizer, spec=spec, max_new_tokens=turn_tokens,
-                                 batch_size=cfg.eval_batch, seed=cfg.seed)
-        run = asyncio.run(evaluate_async(
-            env_ref, model=pol, out=d, split=cfg.eval_split, limit=cfg.eval_tasks, task_ids=eval_ids,
-            seed=cfg.seed, concurrency=2 * cfg.eval_batch, resume=(d / "manifest.json").is_file(),
-            env_args=cfg.env_args if env is None else None, progress=progress(name) if progress else None,
-        ))
+        summary = _evaluate(outp / name, spec, env if env is not None else cfg.env, cfg, eval_ids, model,
+                            tokenizer, turn_tokens, progress(name) if progress else None,
+                            env_args=cfg.env_args if env is None else None)
         timings[f"{name}_s"] = time.perf_counter() - t
-        return run.summary
+        return summary
 
     before = evaluate_into("eval_before", f"transformers:{cfg.model}")
 
@@ -208,10 +196,12 @@ def train(
         for k in ("env_error", "grader_error"):
             adapter.totals[k] += int(r.get(f"envfoundry/{k}") or 0)
         adapter.totals["scored"] += cfg.batch - int(r.get("envfoundry/masked") or 0)
-    trainer = _make_trainer(cfg, adapter, model, tokenizer, ckpt, device, log, outp / LOG_FILE, on_step)
     t = time.perf_counter()
-    # from a checkpoint at the last step this only restores the weights
-    trainer.train(resume_from_checkpoint=str(ckpt / f"checkpoint-{last}") if last is not None else None)
+    with warnings.catch_warnings():  # TRL's config sets a field transformers 5 calls deprecated
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+        trainer = _make_trainer(cfg, adapter, model, tokenizer, ckpt, device, log, outp / LOG_FILE, on_step)
+        # from a checkpoint at the last step this only restores the weights
+        trainer.train(resume_from_checkpoint=str(ckpt / f"checkpoint-{last}") if last is not None else None)
     timings["train_s"] = time.perf_counter() - t
     model = trainer.model
 
@@ -234,6 +224,31 @@ def train(
         report = write_report(outp, config=conf, before=before, after=after, log=log, totals=totals,
                               timings=timings)
     return TrainResult(outp, before, after, log, totals, report)
+
+
+def _evaluate(d: Path, spec: str, env: Environment | str, cfg: TrainConfig, task_ids: list[str], model: Any,
+              tokenizer: Any, turn_tokens: int, progress: Any, *, env_args: dict[str, str] | None) -> dict[str, Any]:
+    """Greedy held-out evaluation through the rollout engine into the run store ``d`` (reused when
+    complete and of the same policy, resumed when partial)."""
+    from ..rollout.run import evaluate_async
+    from .policy import TransformersPolicy
+
+    if (d / "manifest.json").is_file():
+        stored = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        if stored.get("policy", {}).get("spec") != spec:  # e.g. trained for fewer steps: stale
+            shutil.rmtree(d)
+        elif (d / "summary.json").is_file():
+            summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+            if summary.get("complete"):
+                return dict(summary)
+    pol = TransformersPolicy(model, tokenizer, spec=spec, max_new_tokens=turn_tokens, batch_size=cfg.eval_batch,
+                             seed=cfg.seed)
+    run = asyncio.run(evaluate_async(
+        env, model=pol, out=d, split=cfg.eval_split, limit=cfg.eval_tasks, task_ids=task_ids, seed=cfg.seed,
+        concurrency=2 * cfg.eval_batch, resume=(d / "manifest.json").is_file(), env_args=env_args,
+        progress=progress,
+    ))
+    return run.summary
 
 
 def _make_trainer(cfg: TrainConfig, adapter: Any, model: Any, tokenizer: Any, ckpt: Path, device: str,
