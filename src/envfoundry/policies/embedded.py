@@ -2,7 +2,8 @@
 
 The server is started on a free 127.0.0.1 port when the run starts and stopped when it ends,
 on Ctrl-C and on errors. llama-cpp-python's server has no parallel slots: concurrent rollouts
-queue at the server, so the request timeout is generous and the connection pool small.
+queue at the server, so the request timeout is generous and the connection pool small. The
+context is SmolLM2's full 8192 tokens: multi-turn tool episodes outgrow 2048 within ~10 turns.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class LocalPolicy:
         sampling: SamplingOptions | None = None,
         retry: RetryConfig | None = None,
         tool_mode: ToolMode = "auto",
-        n_ctx: int = 2048,
+        n_ctx: int = 8192,
     ) -> None:
         check_llama_installed()
         self.model_path = Path(model_path) if model_path is not None else find_default_gguf()

@@ -17,8 +17,10 @@ def summarize(records: Iterable[dict[str, Any]], *, samples: int) -> dict[str, A
     n = passes = 0
     score_sum = 0.0
     tokens = 0
+    task_ids: set[str] = set()
     for r in records:
         outcomes[r["outcome"]] += 1
+        task_ids.add(r["task_id"])
         usage = r.get("usage") or {}
         tokens += int(usage.get("completion_tokens", 0))
         if r["outcome"] in (Outcome.COMPLETED, Outcome.TRUNCATED):
@@ -36,7 +38,7 @@ def summarize(records: Iterable[dict[str, Any]], *, samples: int) -> dict[str, A
         "n_scored": n,
         "n_errors": sum(outcomes[o.value] for o in Outcome if o.is_error),
         "outcomes": dict(outcomes),
-        "n_tasks": len(per_task),
+        "n_tasks": len(task_ids),
         "samples": samples,
         "passes": passes,
         "pass_rate": passes / n if n else None,
