@@ -30,7 +30,6 @@ import orjson
 import envfoundry
 from envfoundry.policies.openai import OpenAIPolicy, SamplingOptions
 
-
 _JSON = {"Content-Type": "application/json"}
 
 

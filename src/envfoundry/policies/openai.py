@@ -254,7 +254,7 @@ class OpenAIPolicy:
     ) -> dict[str, Any]:
         body = dict(self._params)
         if text:
-            body["messages"] = _text_messages(ep.messages, self._tools_prompt(schemas))
+            body["messages"] = text_messages(ep.messages, self._tools_prompt(schemas))
         else:
             body["messages"] = _native_messages(ep.messages)
             if schemas:
@@ -458,7 +458,7 @@ def render_tool_call(call: ToolCall) -> str:
                                       ensure_ascii=False) + "</tool_call>"
 
 
-def _text_messages(messages: list[Message], tools_prompt: str) -> list[dict[str, Any]]:
+def text_messages(messages: list[Message], tools_prompt: str) -> list[dict[str, Any]]:
     """Messages for a model without native tools: tool calls as ``<tool_call>`` blocks in the
     assistant's text, results as ``<tool_result>`` blocks in user messages."""
     out: list[dict[str, Any]] = []

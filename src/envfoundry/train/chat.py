@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.messages import Message
-from ..policies.openai import _text_messages, parse_tool_calls, tools_system_prompt
+from ..policies.openai import parse_tool_calls, text_messages, tools_system_prompt
 
 
 def chat_dicts(messages: Sequence[Message], schemas: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """``[{"role", "content"}]`` for a chat template; tool calls and results as text when there are tools."""
     if schemas:
-        return _text_messages(list(messages), tools_system_prompt(list(schemas)))
+        return text_messages(list(messages), tools_system_prompt(list(schemas)))
     return [{"role": m.role, "content": m.content} for m in messages]
 
 
