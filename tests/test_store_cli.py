@@ -209,3 +209,15 @@ def test_env_args_reach_the_factory_and_survive_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     recs = _records(out)
     assert len(recs) == 30 and {x["metadata"]["level"] for x in recs} == {1}
+
+
+def test_store_writes_records_with_non_string_keys(tmp_path):
+    from envfoundry.rollout.store import RunManifest, RunStore
+
+    m = RunManifest(env="e", env_version="1", env_spec="e", split="test", limit=None, task_ids=["t"],
+                    samples=1, seed=0, task_seed=0, policy={"spec": "x"}, concurrency=1, timeout_s=None,
+                    max_turns=None, package_version="0", started_at="now", python="3")
+    with RunStore.create(tmp_path / "run", m) as store:
+        store.append({"task_id": "t", "metadata": {1: "int key", "k": Path("p")}})
+        store.append({"task_id": "u", "metadata": {"plain": 1}})
+    assert [r["metadata"] for r in _records(tmp_path / "run")] == [{"1": "int key", "k": "p"}, {"plain": 1}]

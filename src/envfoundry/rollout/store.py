@@ -157,7 +157,11 @@ class RunStore:
     # ------------------------------------------------------------- records
     def append(self, record: dict[str, Any]) -> None:
         """Queue one record; written within ``FLUSH_INTERVAL_S`` (see :meth:`flush`)."""
-        self._buf.append(orjson.dumps(record, default=str, option=_ORJSON_OPTS))
+        try:  # string keys (the usual case) take orjson's fast path, about twice as fast
+            line = orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # e.g. integer keys in task metadata
+            line = orjson.dumps(record, default=str, option=_ORJSON_OPTS)
+        self._buf.append(line)
         if len(self._buf) >= FLUSH_RECORDS or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
             self.flush()
 

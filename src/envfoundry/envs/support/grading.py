@@ -8,8 +8,8 @@
    verify_identity of the order's customer before any account change), ``confirmed_before_irreversible``
    (the customer's last message before a refund, exchange or cancellation is a clear yes to a
    question), ``no_forbidden_write`` (no successful write outside the policy's gold actions:
-   refusing means not refunding), ``customer_informed`` (the decision named to the customer, and a
-   message after the last account change) and ``facts_match_records`` (every order number and
+   refusing means not refunding), ``customer_informed`` (the decision named to the customer; after an
+   account change, named in a message after the last one) and ``facts_match_records`` (every order number and
    dollar amount told to the customer exists in the records: the customer's orders, prices,
    quantities x prices, totals, amounts in tool results, the tier limits). All must hold.
 3. ``communication`` (only with a judge): the :data:`RUBRIC` judged by an LLM.
@@ -266,11 +266,16 @@ def trace_rules(g: GradeInput) -> dict[str, Any]:
                 f"{gold['why']})")
     start = last_write if last_write >= 0 else first_user
     said = [m.content for m in msgs[first_user + 1:] if m.role == "assistant" and m.content.strip()]
+    # after an account change the customer must hear that it was done: naming the action only in
+    # the question before it ("Shall I cancel it?") does not tell them the outcome
+    told = said if last_write < 0 else [m.content for m in msgs[start + 1:]
+                                        if m.role == "assistant" and m.content.strip()]
     if not any(m.role == "assistant" and not m.tool_calls and m.content.strip() for m in msgs[start + 1:]):
         v["customer_informed"].append("no message to the customer after the last account change"
                                       if last_write >= 0 else "the agent never wrote to the customer")
-    elif not any(_DECISION[gold["outcome"]].search(t.lower()) for t in said):
-        v["customer_informed"].append(f"the agent never told the customer the decision ({gold['outcome']})")
+    elif not any(_DECISION[gold["outcome"]].search(t.lower()) for t in told):
+        v["customer_informed"].append(f"the agent never told the customer the decision ({gold['outcome']})"
+                                      + (" after carrying it out" if last_write >= 0 else ""))
     v["facts_match_records"] = _wrong_facts(g, said)
     rules = {k: {"ok": not x, "violations": x} for k, x in v.items()}
     ok = all(r["ok"] for r in rules.values())

@@ -18,7 +18,7 @@ from .policy import TIERS, TODAY, Request, days_since, decide
 from .world import build_world
 
 NAME = "support"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 PERSONAS = ("cooperative", "vague", "pushy", "liar")
 KINDS = ("refund", "exchange", "cancel")
 #: scenario twists per request kind (repeats are weights: about 40% approvals, 40% refusals, 20% escalations)
