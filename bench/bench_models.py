@@ -7,7 +7,7 @@
    Baseline: plain aiohttp, one shared session, 64 requests in flight, the same request body the
    engine sends. Then envfoundry's engine (OpenAIPolicy, math env, full run store) at
    concurrency 64. Printed: both rates and their ratio (target >= 0.95). Then the same against
-   a stub that answers after ``--latency-ms`` (default 10 ms; a real model takes far longer),
+   a stub that answers after ``--latency-ms`` (default 50 ms; a real model takes far longer),
    where what matters is whether the engine keeps 64 requests in flight.
 2. Local model: the embedded SmolLM2 llama.cpp server. Baseline: aiohttp straight at that
    server with the same prompts and sampling, one request at a time (the server serialises
@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--local-prompts", type=int, default=16)
     ap.add_argument("--local-max-tokens", type=int, default=64)
-    ap.add_argument("--latency-ms", type=float, default=10.0,
+    ap.add_argument("--latency-ms", type=float, default=50.0,
                     help="server latency of the second stub comparison (0: skip it)")
     ap.add_argument("--no-local", action="store_true")
     a = ap.parse_args()

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -446,40 +446,61 @@ class LocalServer:
         tail = _read_tail(self._log_path, self._log_offset, lines=10).lower()
         return "address already in use" in tail or "errno 98" in tail
 
+    def _boot(self) -> Generator[tuple[str, float], bool | None, None]:
+        """The startup loop shared by :meth:`start` and :meth:`astart`, as a generator.
+
+        It yields what may block, for the caller to run its own way: ``("probe", 0)`` (send back
+        whether the server answers), ``("sleep", seconds)`` and ``("terminate", 0)`` (stop a
+        failed attempt, keeping its log). Returns when the server is ready; raises
+        ``LocalServerError`` when it cannot start.
+        """
+        t0 = time.monotonic()
+        for attempt in range(_PORT_RETRIES):
+            with self._lock:
+                self._spawn()
+            reason: str | None = None
+            while not (yield ("probe", 0.0)):
+                reason = self._check_alive(t0)
+                if reason is not None:
+                    break
+                yield ("sleep", _POLL_INTERVAL_S)
+            if reason is None:
+                self._ready = True
+                self.startup_seconds = time.monotonic() - t0
+                return
+            retry = attempt + 1 < _PORT_RETRIES and self._bind_failed()
+            err = self._startup_error(reason)
+            yield ("terminate", 0.0)
+            if not retry:
+                raise err
+        raise AssertionError("unreachable")
+
     def start(self) -> LocalServer:
         """Start the server and block until it answers; raise ``LocalServerError`` if not."""
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
                 return self
             self._prepare()
-            t0 = time.monotonic()
+            boot = self._boot()
             try:
-                for attempt in range(_PORT_RETRIES):
-                    self._spawn()
-                    reason: str | None = None
-                    while True:
-                        if self._probe():
-                            break
-                        reason = self._check_alive(t0)
-                        if reason is not None:
-                            break
-                        time.sleep(_POLL_INTERVAL_S)
-                    if reason is None:
-                        self._ready = True
-                        self.startup_seconds = time.monotonic() - t0
-                        return self
-                    retry = attempt + 1 < _PORT_RETRIES and self._bind_failed()
-                    err = self._startup_error(reason)
-                    self._terminate(keep_log=True)
-                    if not retry:
-                        raise err
+                answer: bool | None = None
+                while True:
+                    op, seconds = boot.send(answer)
+                    answer = None
+                    if op == "probe":
+                        answer = self._probe()
+                    elif op == "sleep":
+                        time.sleep(seconds)
+                    else:
+                        self._terminate(keep_log=True)
+            except StopIteration:
+                return self
             except BaseException as e:
                 # Failed or interrupted (Ctrl-C) while starting: no half-started child remains.
                 if self._proc is not None:
                     self._terminate(keep_log=not isinstance(e, KeyboardInterrupt))
                 self._unregister_atexit()
                 raise
-            raise AssertionError("unreachable")
 
     async def astart(self) -> LocalServer:
         """``start()`` for async code: the readiness wait does not block the event loop.
@@ -491,28 +512,20 @@ class LocalServer:
             if self._proc is not None and self._proc.poll() is None:
                 return self
             self._prepare()
-        t0 = time.monotonic()
+        boot = self._boot()
         try:
-            for attempt in range(_PORT_RETRIES):
-                with self._lock:
-                    self._spawn()
-                reason: str | None = None
-                while True:
-                    if await asyncio.to_thread(self._probe):
-                        break
-                    reason = self._check_alive(t0)
-                    if reason is not None:
-                        break
-                    await asyncio.sleep(_POLL_INTERVAL_S)
-                if reason is None:
-                    self._ready = True
-                    self.startup_seconds = time.monotonic() - t0
-                    return self
-                retry = attempt + 1 < _PORT_RETRIES and self._bind_failed()
-                err = self._startup_error(reason)
-                await asyncio.to_thread(self._terminate, True)
-                if not retry:
-                    raise err
+            answer: bool | None = None
+            while True:
+                op, seconds = boot.send(answer)
+                answer = None
+                if op == "probe":
+                    answer = await asyncio.to_thread(self._probe)
+                elif op == "sleep":
+                    await asyncio.sleep(seconds)
+                else:
+                    await asyncio.to_thread(self._terminate, True)
+        except StopIteration:
+            return self
         except BaseException as e:
             # Cancelled (or failed) while starting: never leave a half-started child behind.
             if self._proc is not None:
@@ -520,7 +533,6 @@ class LocalServer:
                 await asyncio.shield(asyncio.to_thread(self._terminate, keep_log))
             self._unregister_atexit()
             raise
-        raise AssertionError("unreachable")
 
     # ----------------------------------------------------------------- stop
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.messages import Message
-from ..policies.openai import parse_tool_calls, text_messages, tools_system_prompt
+from ..policies.tool_protocol import parse_tool_calls, text_messages, tools_system_prompt
 
 
 def chat_dicts(messages: Sequence[Message], schemas: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
