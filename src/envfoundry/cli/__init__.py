@@ -1,0 +1,44 @@
+"""The ``envfoundry`` command line: parses, calls the library, prints.
+
+Exit codes: 0 ok, 1 a check or audit found problems, 2 bad usage or bad input, 130 interrupted
+(after the run store has been flushed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ..core.errors import EnvfoundryError, UsageError
+from ._common import app, err
+
+# each module registers its commands on ``app``; `envfoundry --help` lists them in this order
+for _module in ("runs", "quality", "training"):
+    importlib.import_module(f"{__name__}.{_module}")
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; maps errors to exit codes instead of tracebacks."""
+    try:
+        app(args=argv, standalone_mode=True)  # typer formats usage errors and exits 2
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 130:  # typer turns KeyboardInterrupt into exit code 130
+            err.print("interrupted; the run store was flushed (continue with --resume)")
+        return code
+    except KeyboardInterrupt:
+        err.print("interrupted; the run store was flushed (continue with --resume)")
+        return 130
+    except UsageError as e:
+        err.print(f"[red]error:[/red] {e}")
+        return 2
+    except EnvfoundryError as e:  # e.g. the local model server failed to start
+        err.print(f"[red]error:[/red] {e}")
+        return 1
+    return 0
+
+
+def _entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""What every command shares: the typer app, the consoles, the environment options."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ..core.errors import UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build, run, verify and share RL environments for LLM agents.",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+EnvArg = Annotated[
+    str | None,  # noqa: UP007 - typer needs Optional
+    typer.Argument(help="built-in name (see `envfoundry list`), file.py:factory or pkg.mod:attr"),
+]
+EnvOpt = Annotated[
+    str | None,  # noqa: UP007
+    typer.Option("--env", help="environment as path/to/file.py:factory (same as ENV)"),
+]
+
+
+EnvArgOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--env-arg", help="KEY=VALUE passed to the environment factory (repeatable)"),
+]
+
+
+def _env_args(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items or []:
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--env-arg expects KEY=VALUE, got {it!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _env_spec(env: str | None, env_opt: str | None) -> str:
+    if env and env_opt and env != env_opt:
+        raise UsageError(f"give the environment once: ENV={env!r} and --env={env_opt!r}")
+    spec = env or env_opt
+    if not spec:
+        raise UsageError("no environment given: pass ENV or --env path/to/file.py:factory")
+    return spec
+
+
+
+def _escape(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+

@@ -1,0 +1,101 @@
+"""``train``: GRPO training on an environment (needs the ``train`` extra)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..core.errors import UsageError
+from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, app, console
+
+
+@app.command("train")
+def train_cmd(
+    env: EnvArg = None,
+    env_opt: EnvOpt = None,
+    model: Annotated[str, typer.Option(help="smollm2 (embedded GGUF), PATH.gguf or a local HF model dir")] = "smollm2",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 30,
+    group_size: Annotated[int, typer.Option(help="completions per task, a GRPO group")] = 4,
+    batch: Annotated[int, typer.Option(help="completions per step (a multiple of --group-size)")] = 8,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate (default 1e-5, LoRA 1e-4)")] = None,
+    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters or all weights")] = False,
+    seed: Annotated[int, typer.Option(help="seed (tasks, episodes, trainer)")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/train-ENV-TIME)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the training in --out")] = False,
+    max_completion_tokens: Annotated[int, typer.Option(help="tokens per completion (whole episode)")] = 256,
+    max_turn_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn (multi-turn)")] = None,
+    temperature: Annotated[float, typer.Option(help="sampling temperature while training")] = 1.0,
+    beta: Annotated[float, typer.Option(help="KL coefficient (0: no reference model)")] = 0.0,
+    eval_tasks: Annotated[int, typer.Option(help="held-out test tasks evaluated before and after")] = 300,
+    levels: Annotated[Optional[str], typer.Option(help="difficulty levels, e.g. 1,2 (= --env-arg levels=...)")] = None,
+    env_arg: EnvArgOpt = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="train on a calibrate output's tasks")] = None,
+    save_every: Annotated[int, typer.Option(help="checkpoint every N steps")] = 10,
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """GRPO-train a model on ENV with TRL; evaluate on held-out tasks before and after; write a report."""
+    import os
+
+    # Spinning OpenMP threads slow torch down many times over when other processes share the cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from pydantic import ValidationError
+
+    from ..train.model import check_train_installed
+    from ..train.run import TrainConfig, train
+
+    spec = _env_spec(env, env_opt)
+    check_train_installed()
+    args = _env_args(env_arg)
+    if levels is not None:
+        args["levels"] = levels
+    if resume and out is None:
+        raise UsageError("--resume needs --out DIR (the training to continue)")
+    if out is None:
+        name = Path(spec.split(":")[0]).stem if ":" in spec else spec
+        out = Path("runs") / f"train-{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        cfg = TrainConfig(
+            env=spec, env_args=args, model=model, steps=steps, group_size=group_size, batch=batch, lr=lr,
+            lora=lora, seed=seed, max_completion_tokens=max_completion_tokens, max_turn_tokens=max_turn_tokens,
+            temperature=temperature, beta=beta, eval_tasks=eval_tasks, save_every=save_every, device=device,
+            calibration=str(calibration) if calibration is not None else None,
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UsageError(f"bad option {'.'.join(map(str, first['loc'])) or ''}: {first['msg']}") from None
+
+    def on_step(row: dict) -> None:
+        if not quiet:
+            zero = row.get("frac_reward_zero_std")
+            console.print(
+                f"step {row['step']}/{steps}  reward {row['reward']:.3f} ± {row.get('reward_std') or 0:.3f}  "
+                f"zero-variance groups {'-' if zero is None else f'{100 * zero:.0f}%'}  "
+                f"masked {int(row.get('envfoundry/masked') or 0)}  ({row.get('step_time', 0):.1f} s)"
+            )
+
+    from ..display import RichProgress
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    result = train(cfg, out, resume=resume, on_step=on_step,
+                   progress=None if quiet else (lambda name: RichProgress(console)))
+    if result.before is not None and result.after is not None:
+        from ..train.report import eval_row, verdict
+
+        b, a = eval_row(result.before), eval_row(result.after)
+        for name, r in (("before", b), ("after", a)):
+            rate = "-" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
+            console.print(f"{name:6s} pass {rate} [{100 * r['ci95'][0]:.1f}%, {100 * r['ci95'][1]:.1f}%] "
+                          f"on {r['scored']} held-out tasks ({r['errors']} errors)")
+        console.print(verdict(b, a))
+    masked = result.totals.get("env_error", 0) + result.totals.get("grader_error", 0)
+    console.print(f"{result.totals.get('scored', 0)} completions rewarded, {masked} masked as errors; "
+                  f"report in [bold]{result.out}[/bold]")
+
