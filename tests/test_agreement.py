@@ -243,3 +243,11 @@ def test_agree_cli_scores_and_usage(tmp_path: Path):
     assert cli("agree", "--labels", "support").returncode == 2
     assert cli("agree", "--labels", "support", "--scores", str(scores), "--run", str(tmp_path)).returncode == 2
     assert cli("agree", "--labels", str(tmp_path / "nope.jsonl"), "--scores", str(scores)).returncode == 2
+
+
+def test_report_json_keeps_text_and_turns_nan_into_null():
+    from envfoundry.grading.agree import _json_safe
+
+    data = {"kappa": float("nan"), "note": "NaN labels dropped", "ci": (np.float64(0.5), float("inf")), 3: "k"}
+    assert json.loads(json.dumps(_json_safe(data), allow_nan=False)) == {
+        "kappa": None, "note": "NaN labels dropped", "ci": [0.5, None], "3": "k"}

@@ -63,8 +63,22 @@ class AgreementReport:
         return next((x for x in self.metrics if x.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return json.loads(json.dumps(d, default=str).replace("NaN", "null"))
+        return _json_safe(asdict(self))
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON data: NaN and infinities become None, other unknown types strings."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    if hasattr(obj, "item") and hasattr(obj, "dtype"):  # a numpy scalar
+        return _json_safe(obj.item())
+    return str(obj)
 
 
 # ---------------------------------------------------------------------------------------- input
