@@ -72,8 +72,9 @@ def audit_cmd(
     """Probe ENV for reward hacking and mutation-test its grader; exit 1 if anything is found."""
     import json
 
+    from ..display import audit_report
     from ..envs import load
-    from ..quality.audit import AUDIT_FILE, AuditConfig, audit_env, render_report
+    from ..quality.audit import AUDIT_FILE, AuditConfig, audit_env
 
     spec = _env_spec(env, env_opt)
     if tasks < 1 or samples < 1:
@@ -87,7 +88,7 @@ def audit_cmd(
     if json_out:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        for part in render_report(report):
+        for part in audit_report(report):
             console.print(part)
         verdict = "[green]no findings" if report.ok else f"[bold red]{len(report.findings)} finding(s)"
         console.print(f"{verdict}[/]; stored in [bold]{report.out / AUDIT_FILE}[/bold]")

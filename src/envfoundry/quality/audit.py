@@ -353,72 +353,6 @@ async def audit_async(env: Environment, *, spec: str | None = None, config: Audi
     return report
 
 
-def render_report(report: AuditReport) -> list[Any]:
-    """Rich renderables for a terminal: the probe table, the mutation table, one example per finding."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{x:.1%}"
-
-    def num(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    style = {"exploit": "bold red", "error": "bold red", "ok": "green", "skipped": "yellow"}
-    b = report.baseline
-    t = Table(title=f"audit {report.env} {report.version}: exploit probes (noop passes {pct(b.exploit_rate)}, "
-                    f"mean {num(b.mean_score)})", title_justify="left")
-    for c in ("probe", "verdict", "passes", "mean", "max", "detail"):
-        t.add_column(c)
-    for r in [b, *report.probes]:
-        passes = f"{r.passes}/{r.n} ({pct(r.exploit_rate)})" if r.verdict != "skipped" else "-"
-        detail = r.reason + (f"\n{r.notes}" if r.notes else "")
-        t.add_row(r.name, f"[{style[r.verdict]}]{r.verdict}", passes, num(r.mean_score), num(r.max_score),
-                  escape(detail))
-    out: list[Any] = [t]
-    m = report.mutations
-    if m is not None:
-        mt = Table(title=f"grader mutations: kill rate {pct(m.kill_rate)}, preservation rate "
-                         f"{pct(m.preservation_rate)}", title_justify="left")
-        for c in ("mutation", "kind", "applicable", "kept right", "failed", "not applicable"):
-            mt.add_column(c)
-        for name, d in m.by_name().items():
-            failed = f"[bold red]{d['failed']}" if d["failed"] else "0"
-            mt.add_row(name, d["kind"], str(d["applicable"]), str(d["ok"]), failed, str(d["not_applicable"]))
-        out.append(mt)
-        out += [f"[yellow]note:[/yellow] {escape(n)}" for n in m.notes[:5]]
-    for r in [b, *report.probes]:
-        if r.verdict in ("exploit", "error") and r.example:
-            out.append(_example_panel(f"{r.name}: {r.reason}", r.example))
-    if m is not None:
-        seen: set[str] = set()
-        for f in m.failures:
-            if f.name not in seen:
-                seen.add(f.name)
-                ex = {"task_id": f.task_id, "score": f.score, "explanation": f.explanation, "messages": f.example or []}
-                what = "kept its score" if f.kind == "wrong" else "lost its score"
-                out.append(_example_panel(f"mutation {f.name} ({f.detail}) {what}", ex))
-    return out
-
-
-def _example_panel(title: str, ex: dict[str, Any]) -> Any:
-    from rich.markup import escape
-    from rich.panel import Panel
-
-    lines = []
-    for msg in ex.get("messages", []):
-        body = msg.get("content") or ""
-        for c in msg.get("tool_calls") or []:
-            args = c["arguments"] if isinstance(c["arguments"], str) else json.dumps(c["arguments"], default=str)
-            body += f"\n  -> {c['name']}({args[:300]})"
-        lines.append(f"[bold]{msg['role']}[/bold]: {escape(body[:800])}")
-    why = escape(str(ex.get("explanation") or ""))
-    lines.append(f"[bold]score[/bold]: {ex.get('score')}  [bold]grader[/bold]: {why}")
-    if ex.get("error"):
-        lines.append(f"[red]error[/red]: {escape(str(ex['error']))}")
-    return Panel("\n".join(lines), title=escape(title[:150]), title_align="left")
-
-
 def audit_env(env: Environment, **kwargs: Any) -> AuditReport:
     """Synchronous :func:`audit_async`."""
     return asyncio.run(audit_async(env, **kwargs))
@@ -426,5 +360,5 @@ def audit_env(env: Environment, **kwargs: Any) -> AuditReport:
 
 __all__ = [
     "AUDIT_FILE", "AuditConfig", "AuditReport", "ProbeResult", "audit_async", "audit_env", "default_results_dir",
-    "fisher_greater", "judge_probe", "render_report", "sign_test_greater",
+    "fisher_greater", "judge_probe", "sign_test_greater",
 ]
