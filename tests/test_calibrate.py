@@ -316,3 +316,35 @@ def test_bad_resume_and_split_usage_exit_2(tmp_path, capsys):
     assert main(["run", "math", "--split", "calibrated", "--calibration", str(out), "--out", str(tmp_path / "r2"),
                  "-q"]) == 2
     assert "calibrated split is of coin" in _err(capsys)
+
+
+def test_default_location_is_found_by_train(tmp_path, capsys, monkeypatch):
+    from envfoundry.envs import load
+    from envfoundry.rollout.selection import default_calibration_dir, find_calibration
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["calibrate", COIN, "--model", "scripted:oracle", "--budget", "192", "-q"]) == 0
+    d = default_calibration_dir("coin")
+    assert (tmp_path / d / "calibrated_split.json").is_file()
+    assert json.loads((d / "calibrated_split.json").read_text())["env_args"] == {}
+    assert main(["calibrate", COIN, "--resume", "-q"]) == 0  # the default --out is stable, so resumable
+
+    env = load(COIN)
+    found, why = find_calibration(env, {})
+    assert found == d and "calibrated for scripted:oracle" in why
+    assert find_calibration(env, {"levels": "1"}) == (None, f"{str(d / 'calibrated_split.json')!r} was "
+                                                            "calibrated with env args {}, not {'levels': '1'}")
+    other = coin_env([0.5], name="coin")
+    other.version = "9.9"
+    assert find_calibration(other, {})[0] is None
+    assert find_calibration(env, {}, where=tmp_path / "nowhere") == (
+        None, f"no calibrated split at {str(tmp_path / 'nowhere' / 'calibrated_split.json')!r}")
+
+    pytest.importorskip("trl")  # the train command needs the train extra; it stops at the bad batch
+    capsys.readouterr()
+    assert main(["train", COIN, "--batch", "6", "--group-size", "4", "--out", str(tmp_path / "t")]) == 2
+    assert "training on the calibrated split" in " ".join(capsys.readouterr().out.split())
+    assert main(["train", COIN, "--no-calibration", "--batch", "6", "--group-size", "4"]) == 2
+    assert "training on the calibrated split" not in capsys.readouterr().out
+    assert main(["train", COIN, "--no-calibration", "--calibration", str(d)]) == 2
+    assert "not both" in _err(capsys)

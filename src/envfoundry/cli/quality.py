@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -119,7 +118,7 @@ def calibrate_cmd(
     timeout: Annotated[Optional[float], typer.Option(help="seconds per rollout")] = None,
     max_turns: Annotated[Optional[int], typer.Option(help="lower the env's turn limit")] = None,
     knobs: Annotated[bool, typer.Option("--knobs", help="pass rate by difficulty knob (table, knobs.png)")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="output directory (default runs/calib-ENV-TIME)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default quality/ENV/calibration)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the calibration in --out")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
@@ -129,16 +128,16 @@ def calibrate_cmd(
     from ..quality.calibrate import CalibrateConfig, calibrate, parse_band
 
     spec = _env_spec(env, env_opt)
-    if resume and out is None:
-        raise UsageError("--resume needs --out DIR (the calibration to continue)")
     if model is None and not resume:
         raise UsageError("calibrate needs --model (e.g. --model local)")
     for name, v in (("--limit", limit), ("--samples", samples), ("--budget", budget)):
         if v is not None and v < (0 if name == "--limit" else 1):
             raise UsageError(f"{name} must be >= {0 if name == '--limit' else 1}, got {v}")
-    if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"calib-{Path(spec.split(':')[0]).stem if ':' in spec else spec}-{stamp}"
+    if out is None:  # where `envfoundry train` looks for it, next to the audit's results
+        from ..envs import load
+        from ..rollout.selection import default_calibration_dir
+
+        out = default_calibration_dir(load(spec, _env_args(env_arg)).name)
     try:
         config = CalibrateConfig(
             split=split, limit=limit, samples=samples, budget=budget, band=parse_band(band) if band else None,

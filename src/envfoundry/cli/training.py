@@ -32,7 +32,11 @@ def train_cmd(
     eval_tasks: Annotated[int, typer.Option(help="held-out test tasks evaluated before and after")] = 300,
     levels: Annotated[Optional[str], typer.Option(help="difficulty levels, e.g. 1,2 (= --env-arg levels=...)")] = None,
     env_arg: EnvArgOpt = None,
-    calibration: Annotated[Optional[Path], typer.Option(help="train on a calibrate output's tasks")] = None,
+    calibration: Annotated[
+        Optional[Path],
+        typer.Option(help="train on a calibrate output's in-band tasks [default: quality/ENV/calibration if it fits]"),
+    ] = None,
+    no_calibration: Annotated[bool, typer.Option("--no-calibration", help="train on the train split")] = False,
     save_every: Annotated[int, typer.Option(help="checkpoint every N steps")] = 10,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
@@ -46,7 +50,7 @@ def train_cmd(
     from pydantic import ValidationError
 
     from ..train.model import check_train_installed
-    from ..train.run import TrainConfig, train
+    from ..train.run import CONFIG_FILE, TrainConfig, train
 
     spec = _env_spec(env, env_opt)
     check_train_installed()
@@ -55,15 +59,30 @@ def train_cmd(
         args["levels"] = levels
     if resume and out is None:
         raise UsageError("--resume needs --out DIR (the training to continue)")
+    if calibration is not None and no_calibration:
+        raise UsageError("give --calibration DIR or --no-calibration, not both")
     if out is None:
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
         out = Path("runs") / f"train-{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if resume and calibration is None and not no_calibration and (out / CONFIG_FILE).is_file():
+        stored = TrainConfig.model_validate_json((out / CONFIG_FILE).read_text(encoding="utf-8")).calibration
+        calibration = Path(stored) if stored else None
+    elif calibration is None and not no_calibration:
+        from ..envs import load
+        from ..rollout.selection import find_calibration
+
+        found, why = find_calibration(load(spec, args), args)
+        if found is not None:
+            calibration = found
+            console.print(f"training on the calibrated split: {why} (--no-calibration for the train split)")
+        elif not quiet:
+            console.print(f"training on the train split ({why})")
     try:
         cfg = TrainConfig(
             env=spec, env_args=args, model=model, steps=steps, group_size=group_size, batch=batch, lr=lr,
             lora=lora, seed=seed, max_completion_tokens=max_completion_tokens, max_turn_tokens=max_turn_tokens,
             temperature=temperature, beta=beta, eval_tasks=eval_tasks, save_every=save_every, device=device,
-            calibration=str(calibration) if calibration is not None else None,
+            calibration=str(calibration.resolve()) if calibration is not None else None,
         )
     except ValidationError as e:
         first = e.errors()[0]

@@ -314,7 +314,7 @@ def write_report(
     atomic_write_text(out / "drop.txt", "".join(r.task_id + "\n" for r in rows if r.task_id not in kept))
     in_band = [r.task_id for r in rows if r.verdict == "in_band"]
     split = CalibratedSplit(
-        env=env.name, env_version=env.version, source_split=st.split, task_seed=st.task_seed,
+        env=env.name, env_version=env.version, env_args=st.env_args, source_split=st.split, task_seed=st.task_seed,
         source_limit=st.limit, task_ids=in_band, model=st.model, band=st.band,
         rule="verdict == in_band: the 95% Wilson interval of the pass rate lies inside the band",
     )
@@ -323,7 +323,8 @@ def write_report(
     table = knob_table(rows, counts={t: (len(g), sum(p for _, p in g)) for t, g in firsts.items()}) if knobs else {}
     summary: dict[str, Any] = {
         "format": "envfoundry.calibration/1", "env": env.name, "env_version": env.version,
-        "env_spec": st.env_spec, "split": st.split, "limit": st.limit, "task_seed": st.task_seed, "seed": st.seed,
+        "env_spec": st.env_spec, "env_args": st.env_args, "split": st.split, "limit": st.limit,
+        "task_seed": st.task_seed, "seed": st.seed,
         "model": st.model, "policy": policy, "band": list(st.band), "samples": st.samples,
         "budget": st.budget, "budget_used": sum(r.slots for r in rounds), "tasks": len(rows),
         "scored_samples": sum(r.n for r in rows), "errors": sum(r.errors for r in rows),

@@ -31,6 +31,7 @@ class CalibratedSplit(BaseModel):
     format: str = FORMAT
     env: str = Field(description="environment name")
     env_version: str
+    env_args: dict[str, str] = Field(default_factory=dict, description="the environment factory's arguments")
     source_split: str = Field(description="the split the tasks come from")
     task_seed: int = Field(description="seed of the procedural task source")
     source_limit: int | None = Field(description="the tasks are among the source split's first N")
@@ -45,6 +46,36 @@ def calibrated_split_path(calibration: str | Path) -> Path:
     """The split file of a calibrate output directory (or the file itself)."""
     p = Path(calibration)
     return p / CALIBRATED_SPLIT_FILE if p.is_dir() else p
+
+
+def default_calibration_dir(env_name: str) -> Path:
+    """Where ``envfoundry calibrate`` writes unless told otherwise, and where ``envfoundry train``
+    looks for a calibrated split: ``quality/<env>/calibration`` (next to the audit's results)."""
+    return Path("quality") / env_name / "calibration"
+
+
+def find_calibration(env: Environment, env_args: dict[str, str] | None = None,
+                     where: str | Path | None = None) -> tuple[Path | None, str]:
+    """The calibration to use by default: ``(directory, why)``, or ``(None, why not)``.
+
+    ``where`` defaults to :func:`default_calibration_dir`; it is used only when its split file is
+    of this environment, version and factory arguments and lists at least one task.
+    """
+    d = Path(where) if where is not None else default_calibration_dir(env.name)
+    p = d if d.is_file() else d / CALIBRATED_SPLIT_FILE
+    if not p.is_file():
+        return None, f"no calibrated split at {str(p)!r}"
+    try:
+        cal = load_calibrated_split(p)
+    except UsageError as e:
+        return None, str(e)
+    if (cal.env, cal.env_version) != (env.name, env.version):
+        return None, f"{str(p)!r} is of {cal.env} {cal.env_version}, not {env.name} {env.version}"
+    if cal.env_args != dict(env_args or {}):
+        return None, f"{str(p)!r} was calibrated with env args {cal.env_args}, not {dict(env_args or {})}"
+    if not cal.task_ids:
+        return None, f"{str(p)!r} lists no task in the band"
+    return d, f"{len(cal.task_ids)} tasks calibrated for {cal.model or 'a model'} in {str(p)!r}"
 
 
 def load_calibrated_split(calibration: str | Path) -> CalibratedSplit:
