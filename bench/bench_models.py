@@ -2,6 +2,7 @@
 
     python bench/bench_models.py            # both parts
     python bench/bench_models.py --no-local # only the stub-server part
+    python bench/bench_models.py --breakdown  # where the engine's client CPU goes, layer by layer
 
 1. Engine vs raw: an instant OpenAI-compatible stub server runs in its own process on 127.0.0.1.
    Baseline: plain aiohttp, one shared session, 64 requests in flight, the same request body the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -126,6 +128,91 @@ def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0) -
         p.wait()
 
 
+def _server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_breakdown(n: int, concurrency: int, rounds: int) -> None:
+    """Client CPU per request as the engine's layers are added one by one (instant stub server)."""
+    from envfoundry.rollout.engine import RolloutConfig, iter_jobs, run_all
+
+    p = subprocess.Popen([sys.executable, __file__, "--serve", "--latency-ms", "0"], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout is not None
+        base_url = p.stdout.readline().strip()
+        env = envfoundry.load("math")
+        bodies = _bodies(env, n, "stub-model", 256)
+        tasks, samples = _shape(len(bodies))
+        jobs = [(t, s) for t in env.tasks("test")[:tasks] for s in range(samples)]
+        cfg = RolloutConfig(samples=samples, concurrency=concurrency)
+
+        def policy() -> OpenAIPolicy:
+            return OpenAIPolicy("stub-model", base_url=base_url, concurrency=concurrency,
+                                sampling=SamplingOptions(temperature=0.0, max_tokens=256))
+
+        async def layers(grade: bool) -> None:
+            pol = policy()
+            await pol.start()
+            it = iter(jobs)
+
+            async def worker() -> None:
+                for task, sample in it:
+                    ep = env.reset(task, seed=sample)
+                    out = await pol.act(ep)
+                    if grade:
+                        ep.step(out.action)
+                        env.grade(ep)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await pol.close()
+
+        async def engine() -> None:
+            pol = policy()
+            await pol.start()
+            await run_all(env, iter_jobs(env.tasks("test")[:tasks], samples), pol, cfg, lambda rec: None)
+            await pol.close()
+
+        async def full() -> None:
+            d = Path(tempfile.mkdtemp())
+            try:
+                await envfoundry.evaluate_async(env, model=policy(), out=d / "run", limit=tasks, samples=samples,
+                                                concurrency=concurrency)
+            finally:
+                shutil.rmtree(d)
+
+        steps = [
+            ("plain aiohttp (the baseline)", lambda: raw_rate(base_url, bodies, concurrency)),
+            ("+ OpenAIPolicy: messages, body, reply", lambda: layers(False)),
+            ("+ episode step and grader", lambda: layers(True)),
+            ("+ engine: rollout records, seeds, timings", engine),
+            ("+ run store and summary (evaluate)", full),
+        ]
+        asyncio.run(raw_rate(base_url, bodies[:500], concurrency))  # warm-up
+        cpu: dict[str, list[float]] = {name: [] for name, _ in steps}
+        server: list[float] = []
+        for _ in range(rounds):  # interleaved, best of each
+            for name, fn in steps:
+                c, sv = time.process_time(), _server_cpu_s(p.pid)
+                asyncio.run(fn())
+                cpu[name].append((time.process_time() - c) / len(bodies))
+                if name == steps[0][0]:
+                    server.append((_server_cpu_s(p.pid) - sv) / len(bodies))
+        print(f"client CPU per request, instant stub server, {len(bodies):,} requests, concurrency {concurrency}, "
+              f"best of {rounds}:")
+        prev = None
+        for name, _ in steps:
+            us = 1e6 * min(cpu[name])
+            print(f"  {name:<42} {us:7.1f} us" + (f"  ({us - prev:+.1f})" if prev is not None else ""))
+            prev = us
+        print(f"  the stub server's own CPU per request   {1e6 * min(server):7.1f} us (during the baseline)")
+    finally:
+        p.terminate()
+        p.wait()
+
+
 def bench_local(n: int, max_tokens: int, rounds: int) -> None:
     from envfoundry.policies.local import LocalServer
 
@@ -160,9 +247,14 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=50.0,
                     help="server latency of the second stub comparison (0: skip it)")
     ap.add_argument("--no-local", action="store_true")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="only: client CPU per request as the engine's layers are added")
     a = ap.parse_args()
     if a.serve:
         _serve(a.latency_ms / 1000)
+        return
+    if a.breakdown:
+        bench_breakdown(a.requests, a.concurrency, a.rounds)
         return
     bench_stub(a.requests, a.concurrency, a.rounds)
     if a.latency_ms:
