@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from .grading.agree import AgreementReport
     from .quality.audit import AuditReport
 
 
@@ -64,7 +66,7 @@ class RichProgress:
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if isinstance(x, float):
         return f"{x:.{digits}f}"
@@ -263,3 +265,44 @@ def _example_panel(title: str, ex: dict[str, Any]) -> Panel:
     if ex.get("error"):
         lines.append(f"[red]error[/red]: {escape(str(ex['error']))}")
     return Panel("\n".join(lines), title=escape(title[:150]), title_align="left")
+
+
+def agreement_tables(rep: AgreementReport, title: str = "agreement") -> list[Any]:
+    """The report as rich renderables (what ``envfoundry agree`` prints)."""
+    out: list[Any] = []
+    t = Table(title=f"{title}: {rep.n_items} items, {rep.scale} labels, reference = {rep.reference}",
+              title_justify="left")
+    for c in ("metric", "value", "95% CI", "n", "note"):
+        t.add_column(c)
+    for x in rep.metrics:
+        t.add_row(escape(x.name), _fmt(x.value), escape(f"[{_fmt(x.lo)}, {_fmt(x.hi)}]"), str(x.n), escape(x.note))
+    out.append(t)
+    if rep.confusion:
+        labs = rep.confusion["labels"]
+        c = Table(title="confusion: rows reference, columns grader", title_justify="left")
+        c.add_column("")
+        for lab in labs:
+            c.add_column(str(lab))
+        c.add_column("precision / recall")
+        for lab, row in zip(labs, rep.confusion["matrix"], strict=True):
+            pc = rep.per_class.get(str(lab), {})
+            c.add_row(str(lab), *map(str, row), f"{_fmt(pc.get('precision'))} / {_fmt(pc.get('recall'))}")
+        out.append(c)
+    if rep.per_rubric:
+        r = Table(title="per rubric item (reference truth vs judge)", title_justify="left")
+        for col in ("item", "n", "accuracy [95% CI]", "kappa [95% CI]", "yes rate: labels / judge"):
+            r.add_column(col)
+        for x in rep.per_rubric:
+            r.add_row(x["item"], str(x["n"]), escape(f"{_fmt(x['accuracy'])} [{_fmt(x['accuracy_ci'][0])}, "
+                      f"{_fmt(x['accuracy_ci'][1])}]"), escape(f"{_fmt(x['kappa'])} [{_fmt(x['kappa_ci'][0])}, "
+                      f"{_fmt(x['kappa_ci'][1])}]"), f"{x['label_yes_rate']:.2f} / {x['judge_yes_rate']:.2f}")
+        out.append(r)
+    if rep.raters:
+        a = Table(title="raters pairwise (annotators and the grader)", title_justify="left")
+        for col in ("a", "b", "n", "statistic", "value [95% CI]"):
+            a.add_column(col)
+        for x in rep.raters:
+            a.add_row(x["a"], x["b"], str(x["n"]), x["statistic"],
+                      escape(f"{_fmt(x['value'])} [{_fmt(x['ci'][0])}, {_fmt(x['ci'][1])}]"))
+        out.append(a)
+    return out

@@ -259,6 +259,7 @@ def agree_cmd(
     """Agreement of a grader with labels: accuracy, kappa, alpha, correlations, probes, with 95% CIs."""
     import json
 
+    from ..display import agreement_tables
     from ..grading import agree as ag
 
     if sum(x is not None for x in (scores, run, judge)) != 1:
@@ -288,7 +289,7 @@ def agree_cmd(
     if json_out:
         print(json.dumps(rep.to_dict(), indent=2))
         return
-    for t in ag.report_tables(rep, title=f"agree {judge or scores or run}"):
+    for t in agreement_tables(rep, title=f"agree {judge or scores or run}"):
         console.print(t)
     for w in rep.warnings:
         console.print(f"[yellow]warning:[/yellow] {_escape(w)}")

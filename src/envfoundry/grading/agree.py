@@ -32,7 +32,7 @@ from .judge_runs import PROBES, resolve_judge, run_judge
 
 REFERENCE_NAMES = ("gold", "ground_truth")
 __all__ = ["PROBES", "AgreementReport", "Metric", "compare", "detect_scale", "load_jsonl", "load_labels",
-           "load_scores", "reference_labels", "report_tables", "resolve_judge", "run_judge", "scores_from_run",
+           "load_scores", "reference_labels", "resolve_judge", "run_judge", "scores_from_run",
            "shipped_labels"]
 
 
@@ -404,51 +404,3 @@ def shipped_labels(name_or_path: str) -> Path:
                 return cand
         raise UsageError(f"environment {name_or_path!r} ships no labels (data/labels.jsonl)")
     raise UsageError(f"labels file {name_or_path!r} does not exist")
-
-
-def _fmt(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-
-def report_tables(rep: AgreementReport, title: str = "agreement") -> list[Any]:
-    """The report as rich renderables (what ``envfoundry agree`` prints)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    out: list[Any] = []
-    t = Table(title=f"{title}: {rep.n_items} items, {rep.scale} labels, reference = {rep.reference}",
-              title_justify="left")
-    for c in ("metric", "value", "95% CI", "n", "note"):
-        t.add_column(c)
-    for x in rep.metrics:
-        t.add_row(escape(x.name), _fmt(x.value), escape(f"[{_fmt(x.lo)}, {_fmt(x.hi)}]"), str(x.n), escape(x.note))
-    out.append(t)
-    if rep.confusion:
-        labs = rep.confusion["labels"]
-        c = Table(title="confusion: rows reference, columns grader", title_justify="left")
-        c.add_column("")
-        for lab in labs:
-            c.add_column(str(lab))
-        c.add_column("precision / recall")
-        for lab, row in zip(labs, rep.confusion["matrix"], strict=True):
-            pc = rep.per_class.get(str(lab), {})
-            c.add_row(str(lab), *map(str, row), f"{_fmt(pc.get('precision'))} / {_fmt(pc.get('recall'))}")
-        out.append(c)
-    if rep.per_rubric:
-        r = Table(title="per rubric item (reference truth vs judge)", title_justify="left")
-        for col in ("item", "n", "accuracy [95% CI]", "kappa [95% CI]", "yes rate: labels / judge"):
-            r.add_column(col)
-        for x in rep.per_rubric:
-            r.add_row(x["item"], str(x["n"]), escape(f"{_fmt(x['accuracy'])} [{_fmt(x['accuracy_ci'][0])}, "
-                      f"{_fmt(x['accuracy_ci'][1])}]"), escape(f"{_fmt(x['kappa'])} [{_fmt(x['kappa_ci'][0])}, "
-                      f"{_fmt(x['kappa_ci'][1])}]"), f"{x['label_yes_rate']:.2f} / {x['judge_yes_rate']:.2f}")
-        out.append(r)
-    if rep.raters:
-        a = Table(title="raters pairwise (annotators and the grader)", title_justify="left")
-        for col in ("a", "b", "n", "statistic", "value [95% CI]"):
-            a.add_column(col)
-        for x in rep.raters:
-            a.add_row(x["a"], x["b"], str(x["n"]), x["statistic"],
-                      escape(f"{_fmt(x['value'])} [{_fmt(x['ci'][0])}, {_fmt(x['ci'][1])}]"))
-        out.append(a)
-    return out
