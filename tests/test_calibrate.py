@@ -323,22 +323,33 @@ def test_default_location_is_found_by_train(tmp_path, capsys, monkeypatch):
     from envfoundry.rollout.selection import default_calibration_dir, find_calibration
 
     monkeypatch.chdir(tmp_path)
-    assert main(["calibrate", COIN, "--model", "scripted:oracle", "--budget", "192", "-q"]) == 0
+    assert main(["calibrate", COIN, "--split", "train", "--model", "scripted:oracle", "--budget", "192", "-q"]) == 0
     d = default_calibration_dir("coin")
-    assert (tmp_path / d / "calibrated_split.json").is_file()
-    assert json.loads((d / "calibrated_split.json").read_text())["env_args"] == {}
+    split_file = d / "calibrated_split.json"
+    assert json.loads(split_file.read_text())["env_args"] == {}
     assert main(["calibrate", COIN, "--resume", "-q"]) == 0  # the default --out is stable, so resumable
+    assert main(["calibrate", "coin", "--resume", "-q"]) == 0  # and found by the environment's name
 
     env = load(COIN)
-    found, why = find_calibration(env, {})
+    found, why = find_calibration(env, {}, eval_split="test")
     assert found == d and "calibrated for scripted:oracle" in why
-    assert find_calibration(env, {"levels": "1"}) == (None, f"{str(d / 'calibrated_split.json')!r} was "
-                                                            "calibrated with env args {}, not {'levels': '1'}")
+    assert find_calibration(env, {"levels": "1"}) == (
+        None, f"{str(split_file)!r} was calibrated with env args {{}}, not {{'levels': '1'}}")
     other = coin_env([0.5], name="coin")
     other.version = "9.9"
     assert find_calibration(other, {})[0] is None
     assert find_calibration(env, {}, where=tmp_path / "nowhere") == (
         None, f"no calibrated split at {str(tmp_path / 'nowhere' / 'calibrated_split.json')!r}")
+    # tasks of the split that training evaluates on are not trained on by default
+    assert main(["calibrate", COIN, "--model", "scripted:oracle", "--budget", "192", "--out", "on-test", "-q"]) == 0
+    found, why = find_calibration(env, {}, where="on-test", eval_split="test")
+    assert found is None and "calibrate with --split train" in why
+    # a split file from before env args were recorded never fits by default
+    old = json.loads(split_file.read_text())
+    del old["env_args"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "calibrated_split.json").write_text(json.dumps(old))
+    assert "does not record its env args" in find_calibration(env, {}, where="old")[1]
 
     pytest.importorskip("trl")  # the train command needs the train extra; it stops at the bad batch
     capsys.readouterr()

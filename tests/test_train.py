@@ -380,3 +380,13 @@ def test_trainer_exports_load_with_datasets(tmp_path: Path, suffix: str) -> None
     assert load(flaky_run, "trl")[0]["completion"] == [
         {"role": "assistant", "content": "", "tool_calls": None, "tool_call_id": None, "name": None}
     ]
+
+
+def test_resume_accepts_a_calibration_path_stored_relative(tmp_path, monkeypatch) -> None:
+    from envfoundry.train.run import TrainConfig, _comparable
+
+    monkeypatch.chdir(tmp_path)
+    rel = TrainConfig(env="math", calibration="quality/math/calibration")
+    absolute = rel.model_copy(update={"calibration": str(tmp_path / "quality/math/calibration"), "steps": 60})
+    assert _comparable(rel) == _comparable(absolute)
+    assert _comparable(rel) != _comparable(rel.model_copy(update={"calibration": None}))

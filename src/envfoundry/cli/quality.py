@@ -137,7 +137,9 @@ def calibrate_cmd(
         from ..envs import load
         from ..rollout.selection import default_calibration_dir
 
-        out = default_calibration_dir(load(spec, _env_args(env_arg)).name)
+        out = default_calibration_dir(spec)  # ENV given by its name (a built-in, or on --resume)
+        if not (resume and out.is_dir()):
+            out = default_calibration_dir(load(spec, _env_args(env_arg)).name)
     try:
         config = CalibrateConfig(
             split=split, limit=limit, samples=samples, budget=budget, band=parse_band(band) if band else None,

@@ -71,7 +71,7 @@ def train_cmd(
         from ..envs import load
         from ..rollout.selection import find_calibration
 
-        found, why = find_calibration(load(spec, args), args)
+        found, why = find_calibration(load(spec, args), args, eval_split=TrainConfig.model_fields["eval_split"].default)
         if found is not None:
             calibration = found
             console.print(f"training on the calibrated split: {why} (--no-calibration for the train split)")

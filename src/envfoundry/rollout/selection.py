@@ -31,7 +31,8 @@ class CalibratedSplit(BaseModel):
     format: str = FORMAT
     env: str = Field(description="environment name")
     env_version: str
-    env_args: dict[str, str] = Field(default_factory=dict, description="the environment factory's arguments")
+    env_args: dict[str, str] | None = Field(
+        None, description="the environment factory's arguments (None: not recorded by older versions)")
     source_split: str = Field(description="the split the tasks come from")
     task_seed: int = Field(description="seed of the procedural task source")
     source_limit: int | None = Field(description="the tasks are among the source split's first N")
@@ -55,11 +56,13 @@ def default_calibration_dir(env_name: str) -> Path:
 
 
 def find_calibration(env: Environment, env_args: dict[str, str] | None = None,
-                     where: str | Path | None = None) -> tuple[Path | None, str]:
+                     where: str | Path | None = None, *, eval_split: str | None = None) -> tuple[Path | None, str]:
     """The calibration to use by default: ``(directory, why)``, or ``(None, why not)``.
 
     ``where`` defaults to :func:`default_calibration_dir`; it is used only when its split file is
-    of this environment, version and factory arguments and lists at least one task.
+    of this environment, version and factory arguments, lists at least one task, and its tasks do
+    not come from ``eval_split`` (training on tasks of the split it is evaluated on would bias
+    the held-out evaluation, even with the trained tasks left out of it).
     """
     d = Path(where) if where is not None else default_calibration_dir(env.name)
     p = d if d.is_file() else d / CALIBRATED_SPLIT_FILE
@@ -71,8 +74,13 @@ def find_calibration(env: Environment, env_args: dict[str, str] | None = None,
         return None, str(e)
     if (cal.env, cal.env_version) != (env.name, env.version):
         return None, f"{str(p)!r} is of {cal.env} {cal.env_version}, not {env.name} {env.version}"
+    if cal.env_args is None:
+        return None, f"{str(p)!r} does not record its env args (calibrated by an older envfoundry); calibrate again"
     if cal.env_args != dict(env_args or {}):
         return None, f"{str(p)!r} was calibrated with env args {cal.env_args}, not {dict(env_args or {})}"
+    if eval_split is not None and cal.source_split == eval_split:
+        return None, (f"{str(p)!r} holds tasks of the {eval_split!r} split, which is evaluated on; "
+                      "calibrate with --split train to train on it")
     if not cal.task_ids:
         return None, f"{str(p)!r} lists no task in the band"
     return d, f"{len(cal.task_ids)} tasks calibrated for {cal.model or 'a model'} in {str(p)!r}"

@@ -113,6 +113,15 @@ def _eval_task_ids(env: Environment, cfg: TrainConfig, train_ids: set[str]) -> l
     return [t.id for t in _take(source, cfg.eval_tasks) if t.id not in train_ids]
 
 
+def _comparable(cfg: TrainConfig) -> dict[str, Any]:
+    """What must match to resume: everything but ``steps``; the calibration as an absolute path
+    (a run may have stored it relative to the directory it was started from)."""
+    d = cfg.model_dump(exclude={"steps"})
+    if d["calibration"]:
+        d["calibration"] = str(Path(d["calibration"]).resolve())
+    return d
+
+
 def _read_log(path: Path, upto: int | None) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -145,7 +154,7 @@ def train(
         raise UsageError(f"output folder {str(outp)!r} is not empty; pass --resume to continue it")
     if resume and (outp / CONFIG_FILE).is_file():
         stored = TrainConfig.model_validate_json((outp / CONFIG_FILE).read_text(encoding="utf-8"))
-        if stored.model_dump(exclude={"steps"}) != cfg.model_dump(exclude={"steps"}):
+        if _comparable(stored) != _comparable(cfg):
             raise UsageError(f"{str(outp)!r} was started with another configuration (see {CONFIG_FILE}); "
                              "resume with the same options (only --steps may grow)")
     outp.mkdir(parents=True, exist_ok=True)

@@ -193,7 +193,8 @@ _DECISION = {
     "refund": re.compile(r"refund|money back|reimburs"),
     "exchange": re.compile(r"exchang|swap|replac"),
     "cancel": re.compile(r"cancel"),
-    "deny": re.compile(r"cannot|can't|can not|unable|not able|not eligible|denied|declin|sorry|afraid|not possible"),
+    # a refusal, not just an apology: "Sorry for the wait" does not tell the customer the decision
+    "deny": re.compile(r"cannot|can't|can not|unable|not able|not eligible|denied|declin|not possible"),
     "escalate": re.compile(r"supervisor|escalat|manager|specialist"),
 }
 _ORDER_ID = re.compile(r"\bO-\d{5}\b")

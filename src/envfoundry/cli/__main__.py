@@ -1,0 +1,5 @@
+"""``python -m envfoundry.cli`` (the same as ``python -m envfoundry``)."""
+
+from . import _entry
+
+_entry()
