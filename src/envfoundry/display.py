@@ -73,6 +73,24 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _table(title: str, columns: Iterable[str]) -> Table:
+    """A left-titled table with these column headers."""
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    return t
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    """``[lo, hi]``, escaped for rich markup."""
+    return escape(f"[{_fmt(lo)}, {_fmt(hi)}]")
+
+
+def _with_ci(value: Any, ci: Any) -> str:
+    """``value [lo, hi]``, escaped for rich markup."""
+    return f"{_fmt(value)} {_ci(*(ci if ci is not None else (None, None)))}"
+
+
 def summary_table(summary: dict[str, Any], title: str = "summary") -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
@@ -97,9 +115,7 @@ def summary_table(summary: dict[str, Any], title: str = "summary") -> Table:
 
 
 def records_table(records: Iterable[dict[str, Any]], limit: int = 50) -> Table:
-    t = Table(title="trajectories", title_justify="left")
-    for c in ("task_id", "sample", "outcome", "score", "turns", "explanation / error"):
-        t.add_column(c)
+    t = _table("trajectories", ("task_id", "sample", "outcome", "score", "turns", "explanation / error"))
     for i, r in enumerate(records):
         if i >= limit:
             t.add_row("...", "", "", "", "", f"(first {limit} shown)")
@@ -217,10 +233,9 @@ def audit_report(report: AuditReport) -> list[Any]:
 
     style = {"exploit": "bold red", "error": "bold red", "ok": "green", "skipped": "yellow"}
     b = report.baseline
-    t = Table(title=f"audit {report.env} {report.version}: exploit probes (noop passes {pct(b.exploit_rate)}, "
-                    f"mean {num(b.mean_score)})", title_justify="left")
-    for c in ("probe", "verdict", "passes", "mean", "max", "detail"):
-        t.add_column(c)
+    t = _table(f"audit {report.env} {report.version}: exploit probes (noop passes {pct(b.exploit_rate)}, "
+               f"mean {num(b.mean_score)})",
+               ("probe", "verdict", "passes", "mean", "max", "detail"))
     for r in [b, *report.probes]:
         passes = f"{r.passes}/{r.n} ({pct(r.exploit_rate)})" if r.verdict != "skipped" else "-"
         detail = r.reason + (f"\n{r.notes}" if r.notes else "")
@@ -229,10 +244,9 @@ def audit_report(report: AuditReport) -> list[Any]:
     out: list[Any] = [t]
     m = report.mutations
     if m is not None:
-        mt = Table(title=f"grader mutations: kill rate {pct(m.kill_rate)}, preservation rate "
-                         f"{pct(m.preservation_rate)}", title_justify="left")
-        for c in ("mutation", "kind", "applicable", "kept right", "failed", "not applicable"):
-            mt.add_column(c)
+        mt = _table(f"grader mutations: kill rate {pct(m.kill_rate)}, preservation rate "
+                    f"{pct(m.preservation_rate)}",
+                    ("mutation", "kind", "applicable", "kept right", "failed", "not applicable"))
         for name, d in m.by_name().items():
             failed = f"[bold red]{d['failed']}" if d["failed"] else "0"
             mt.add_row(name, d["kind"], str(d["applicable"]), str(d["ok"]), failed, str(d["not_applicable"]))
@@ -270,12 +284,10 @@ def _example_panel(title: str, ex: dict[str, Any]) -> Panel:
 def agreement_tables(rep: AgreementReport, title: str = "agreement") -> list[Any]:
     """The report as rich renderables (what ``envfoundry agree`` prints)."""
     out: list[Any] = []
-    t = Table(title=f"{title}: {rep.n_items} items, {rep.scale} labels, reference = {rep.reference}",
-              title_justify="left")
-    for c in ("metric", "value", "95% CI", "n", "note"):
-        t.add_column(c)
+    t = _table(f"{title}: {rep.n_items} items, {rep.scale} labels, reference = {rep.reference}",
+               ("metric", "value", "95% CI", "n", "note"))
     for x in rep.metrics:
-        t.add_row(escape(x.name), _fmt(x.value), escape(f"[{_fmt(x.lo)}, {_fmt(x.hi)}]"), str(x.n), escape(x.note))
+        t.add_row(escape(x.name), _fmt(x.value), _ci(x.lo, x.hi), str(x.n), escape(x.note))
     out.append(t)
     if rep.confusion:
         labs = rep.confusion["labels"]
@@ -289,20 +301,15 @@ def agreement_tables(rep: AgreementReport, title: str = "agreement") -> list[Any
             c.add_row(str(lab), *map(str, row), f"{_fmt(pc.get('precision'))} / {_fmt(pc.get('recall'))}")
         out.append(c)
     if rep.per_rubric:
-        r = Table(title="per rubric item (reference truth vs judge)", title_justify="left")
-        for col in ("item", "n", "accuracy [95% CI]", "kappa [95% CI]", "yes rate: labels / judge"):
-            r.add_column(col)
+        r = _table("per rubric item (reference truth vs judge)",
+                   ("item", "n", "accuracy [95% CI]", "kappa [95% CI]", "yes rate: labels / judge"))
         for x in rep.per_rubric:
-            r.add_row(x["item"], str(x["n"]), escape(f"{_fmt(x['accuracy'])} [{_fmt(x['accuracy_ci'][0])}, "
-                      f"{_fmt(x['accuracy_ci'][1])}]"), escape(f"{_fmt(x['kappa'])} [{_fmt(x['kappa_ci'][0])}, "
-                      f"{_fmt(x['kappa_ci'][1])}]"), f"{x['label_yes_rate']:.2f} / {x['judge_yes_rate']:.2f}")
+            r.add_row(x["item"], str(x["n"]), _with_ci(x["accuracy"], x["accuracy_ci"]),
+                      _with_ci(x["kappa"], x["kappa_ci"]), f"{x['label_yes_rate']:.2f} / {x['judge_yes_rate']:.2f}")
         out.append(r)
     if rep.raters:
-        a = Table(title="raters pairwise (annotators and the grader)", title_justify="left")
-        for col in ("a", "b", "n", "statistic", "value [95% CI]"):
-            a.add_column(col)
+        a = _table("raters pairwise (annotators and the grader)", ("a", "b", "n", "statistic", "value [95% CI]"))
         for x in rep.raters:
-            a.add_row(x["a"], x["b"], str(x["n"]), x["statistic"],
-                      escape(f"{_fmt(x['value'])} [{_fmt(x['ci'][0])}, {_fmt(x['ci'][1])}]"))
+            a.add_row(x["a"], x["b"], str(x["n"]), x["statistic"], _with_ci(x["value"], x["ci"]))
         out.append(a)
     return out
