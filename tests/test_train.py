@@ -293,6 +293,11 @@ def test_lora_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="another configuration"):
         train(cfg.model_copy(update={"lr": 0.5}), out, resume=True, env=probe_env(), model=_tiny_model(tok),
               tokenizer=tok)
+    ids = (out / "train_tasks.txt").read_text()
+    (out / "train_tasks.txt").write_text("some-other-task\n")  # as if the calibration had been redone
+    with pytest.raises(UsageError, match="training tasks differ"):
+        train(cfg, out, resume=True, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
+    (out / "train_tasks.txt").write_text(ids)
     more = train(cfg.model_copy(update={"steps": 2}), out, resume=True, env=probe_env(), model=_tiny_model(tok),
                  tokenizer=tok)
     assert [r["step"] for r in more.log] == [1, 2]

@@ -1,6 +1,7 @@
 """``train``: evaluate, train with TRL's GRPOTrainer, evaluate again, and write the evidence.
 
-An output directory holds ``train_config.json``, ``eval_before/`` and ``eval_after/`` (ordinary
+An output directory holds ``train_config.json``, ``train_tasks.txt`` (the training task ids, checked
+on resume), ``eval_before/`` and ``eval_after/`` (ordinary
 run stores of the held-out evaluation), ``checkpoints/`` (TRL's, for ``resume``),
 ``train_log.jsonl`` (one line per step: reward mean and std, share of zero-variance groups, masked
 errors, score breakdown, loss), ``model/`` (the trained model, a plain Hugging Face directory),
@@ -25,9 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..core.env import Environment
 from ..core.errors import UsageError
 from ..core.task import Task
+from ..rollout.store import atomic_write_text
 from .model import check_train_installed
 
 CONFIG_FILE = "train_config.json"
+TASKS_FILE = "train_tasks.txt"
 LOG_FILE = "train_log.jsonl"
 
 
@@ -122,6 +125,18 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
     return d
 
 
+def _check_task_ids(path: Path, ids: list[str], resume: bool) -> None:
+    """Record the training tasks; on resume they must be the recorded ones (more steps may add
+    tasks at the end). Catches a calibration redone in place since the training started."""
+    if resume and path.is_file():
+        stored = path.read_text(encoding="utf-8").split()
+        n = min(len(stored), len(ids))
+        if stored[:n] != ids[:n]:
+            raise UsageError(f"the training tasks differ from those recorded in {str(path)!r} (was the calibration "
+                             "redone?); resume with the same tasks or start a new --out")
+    atomic_write_text(path, "".join(f"{i}\n" for i in ids))
+
+
 def _read_log(path: Path, upto: int | None) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -171,6 +186,7 @@ def train(
     tasks = training_tasks(env_obj, cfg)
     if not tasks:
         raise UsageError(f"environment {env_obj.name!r} gave no training tasks")
+    _check_task_ids(outp / TASKS_FILE, [t.id for t in tasks], resume)
     eval_ids = _eval_task_ids(env_obj, cfg, {t.id for t in tasks}) if cfg.eval_tasks else []
     if model is None or tokenizer is None:
         model, tokenizer = load_model(cfg.model, device=cfg.device)
