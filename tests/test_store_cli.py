@@ -142,6 +142,8 @@ def test_sigint_exits_130_after_flushing(tmp_path):
         (["run", "math", "--env-arg", "levels"], "--env-arg expects KEY=VALUE"),
         (["run", "math", "--env-arg", "colour=red"], "does not accept these arguments"),
         (["run", "math", "--env-arg", "levels=9"], "unknown level(s) [9]"),
+        # messages are printed as text, not rich markup: install hints like "envfoundry[local]" survive
+        (["run", "math", "--env-arg", "[local]"], "got '[local]'"),
     ],
 )
 def test_bad_input_exits_2_with_specific_message(args, needle, tmp_path):

@@ -122,7 +122,7 @@ def records_table(records: Iterable[dict[str, Any]], limit: int = 50) -> Table:
             break
         why = r.get("explanation") or (r.get("error") or "").strip().splitlines()[-1:] or [""]
         t.add_row(r["task_id"], str(r["sample"]), r["outcome"], _fmt(r.get("score")),
-                  str(r.get("turns", "")), why if isinstance(why, str) else why[0])
+                  str(r.get("turns", "")), _escape(why if isinstance(why, str) else why[0]))
     return t
 
 
@@ -304,12 +304,12 @@ def agreement_tables(rep: AgreementReport, title: str = "agreement") -> list[Any
         r = _table("per rubric item (reference truth vs judge)",
                    ("item", "n", "accuracy [95% CI]", "kappa [95% CI]", "yes rate: labels / judge"))
         for x in rep.per_rubric:
-            r.add_row(x["item"], str(x["n"]), _with_ci(x["accuracy"], x["accuracy_ci"]),
+            r.add_row(escape(x["item"]), str(x["n"]), _with_ci(x["accuracy"], x["accuracy_ci"]),
                       _with_ci(x["kappa"], x["kappa_ci"]), f"{x['label_yes_rate']:.2f} / {x['judge_yes_rate']:.2f}")
         out.append(r)
     if rep.raters:
         a = _table("raters pairwise (annotators and the grader)", ("a", "b", "n", "statistic", "value [95% CI]"))
         for x in rep.raters:
-            a.add_row(x["a"], x["b"], str(x["n"]), x["statistic"], _with_ci(x["value"], x["ci"]))
+            a.add_row(escape(x["a"]), escape(x["b"]), str(x["n"]), x["statistic"], _with_ci(x["value"], x["ci"]))
         out.append(a)
     return out

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from ..core.errors import EnvfoundryError, UsageError
-from ._common import app, err
+from ._common import _escape, app, err
 
 # each module registers its commands on ``app``; `envfoundry --help` lists them in this order
 for _module in ("runs", "quality", "training"):
@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted; the run store was flushed (continue with --resume)")
         return 130
-    except UsageError as e:
-        err.print(f"[red]error:[/red] {e}")
+    except UsageError as e:  # escaped: messages hold install commands like pip install "envfoundry[local]"
+        err.print(f"[red]error:[/red] {_escape(str(e))}")
         return 2
     except EnvfoundryError as e:  # e.g. the local model server failed to start
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {_escape(str(e))}")
         return 1
     return 0
 

@@ -100,19 +100,19 @@ def calibrate_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
     env_arg: EnvArgOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="policy spec as for run [on --resume: the stored one]")] = None,
+    model: Annotated[Optional[str], typer.Option(help="policy spec as for run (on --resume: the stored one)")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,
     api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,
     tool_mode: Annotated[str, typer.Option(help="auto, native or text tool calling")] = "auto",
-    split: Annotated[Optional[str], typer.Option(help="task split [default: test]")] = None,
+    split: Annotated[Optional[str], typer.Option(help="task split (default: test)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="first N tasks of the split")] = None,
-    samples: Annotated[Optional[int], typer.Option(help="initial samples per task (GRPO group) [default: 8]")] = None,
-    budget: Annotated[Optional[int], typer.Option(help="total rollouts [default: 2 x tasks x samples]")] = None,
-    band: Annotated[Optional[str], typer.Option(help="useful pass rates LO,HI [default: 0.02,0.98]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="run seed [default: 0]")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="initial samples per task (GRPO group) (default: 8)")] = None,
+    budget: Annotated[Optional[int], typer.Option(help="total rollouts (default: 2 x tasks x samples)")] = None,
+    band: Annotated[Optional[str], typer.Option(help="useful pass rates LO,HI (default: 0.02,0.98)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="run seed (default: 0)")] = None,
     task_seed: Annotated[Optional[int], typer.Option(help="task source seed (default: --seed)")] = None,
     concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
     timeout: Annotated[Optional[float], typer.Option(help="seconds per rollout")] = None,
@@ -229,7 +229,8 @@ def _print_calibration(result) -> None:  # noqa: ANN001
                        f"{e['ci_lo']:.3f}-{e['ci_hi']:.3f}")
         console.print(kt)
     if result.plot_hint:
-        err.print(f"[yellow]plots skipped:[/yellow] matplotlib is not installed; install it with: {result.plot_hint}")
+        err.print("[yellow]plots skipped:[/yellow] matplotlib is not installed; install it with: "
+                  + _escape(result.plot_hint))
     console.print(f"calibration stored in [bold]{result.out}[/bold]; run the in-band tasks with "
                   f"`envfoundry run {s['env_spec']} --split calibrated --calibration {result.out}`")
 

@@ -37,7 +37,7 @@ def run_cmd(
     model: Annotated[
         Optional[str],
         typer.Option(help="scripted:oracle|noop|random, local, local:PATH.gguf, openai:NAME "
-                     "[default: scripted:oracle, or the resumed run's]"),
+                     "(default: scripted:oracle, or the resumed run's)"),
     ] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,  # noqa: UP007
     api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,  # noqa: UP007

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, app, console
+from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console
 
 
 @app.command("train")
@@ -34,7 +34,7 @@ def train_cmd(
     env_arg: EnvArgOpt = None,
     calibration: Annotated[
         Optional[Path],
-        typer.Option(help="train on a calibrate output's in-band tasks [default: quality/ENV/calibration if it fits]"),
+        typer.Option(help="train on a calibrate output's in-band tasks (default: quality/ENV/calibration if it fits)"),
     ] = None,
     no_calibration: Annotated[bool, typer.Option("--no-calibration", help="train on the train split")] = False,
     save_every: Annotated[int, typer.Option(help="checkpoint every N steps")] = 10,
@@ -74,9 +74,9 @@ def train_cmd(
         found, why = find_calibration(load(spec, args), args, eval_split=TrainConfig.model_fields["eval_split"].default)
         if found is not None:
             calibration = found
-            console.print(f"training on the calibrated split: {why} (--no-calibration for the train split)")
+            console.print(f"training on the calibrated split: {_escape(why)} (--no-calibration for the train split)")
         elif not quiet:
-            console.print(f"training on the train split ({why})")
+            console.print(f"training on the train split ({_escape(why)})")
     try:
         cfg = TrainConfig(
             env=spec, env_args=args, model=model, steps=steps, group_size=group_size, batch=batch, lr=lr,
