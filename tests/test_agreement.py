@@ -251,3 +251,35 @@ def test_report_json_keeps_text_and_turns_nan_into_null():
     data = {"kappa": float("nan"), "note": "NaN labels dropped", "ci": (np.float64(0.5), float("inf")), 3: "k"}
     assert json.loads(json.dumps(_json_safe(data), allow_nan=False)) == {
         "kappa": None, "note": "NaN labels dropped", "ci": [0.5, None], "3": "k"}
+
+
+@pytest.mark.parametrize("labels, scores, extra, message", [
+    ('{"id": "a", "label": 1}\n{"id": "b", "label": "bad"}\n', '{"id": "a", "score": 1}\n', [],
+     "labels mix numbers (record 1) and text (record 2)"),
+    ('{"id": "a", "label": [1]}\n', '{"id": "a", "score": 1}\n', [], "a label is a number, true/false or text"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": "high"}\n', [], "'score' must be a finite number"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "passed": "yes"}\n', [], "'passed' must be true or false"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--scale", "bogus"], "unknown scale 'bogus'"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--boot", "-1"], "--boot must be >= 1"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--threshold", "nan"], "finite number"),
+])
+def test_agree_rejects_bad_values_with_exit_2(tmp_path, labels, scores, extra, message):
+    from tests.conftest import cli
+
+    (tmp_path / "l.jsonl").write_text(labels)
+    (tmp_path / "s.jsonl").write_text(scores)
+    r = cli("agree", "--labels", str(tmp_path / "l.jsonl"), "--scores", str(tmp_path / "s.jsonl"), *extra)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
+
+
+def test_null_labels_are_missing_not_errors(tmp_path):
+    from envfoundry.grading.agree import compare, load_labels
+
+    (tmp_path / "l.jsonl").write_text('{"id": "a", "label": null, "annotator": "x"}\n'
+                                      '{"id": "a", "label": 1, "annotator": "y"}\n'
+                                      '{"id": "b", "label": 0, "annotator": "y"}\n')
+    labels = load_labels(tmp_path / "l.jsonl")
+    assert [r["annotator"] for r in labels] == ["y", "y"]
+    rep = compare(labels, [{"id": "a", "score": 1.0}, {"id": "b", "score": 0.0}], n_boot=50)
+    assert rep.n_items == 2

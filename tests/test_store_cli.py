@@ -223,3 +223,24 @@ def test_store_writes_records_with_non_string_keys(tmp_path):
         store.append({"task_id": "t", "metadata": {1: "int key", "k": Path("p")}})
         store.append({"task_id": "u", "metadata": {"plain": 1}})
     assert [r["metadata"] for r in _records(tmp_path / "run")] == [{"1": "int key", "k": "p"}, {"plain": 1}]
+
+
+def test_unusable_outputs_are_usage_errors_and_leave_nothing(tmp_path):
+    run = tmp_path / "r1"
+    assert cli("run", "math", "--model", "scripted:oracle", "--limit", "2", "--out", str(run), "-q").returncode == 0
+    before = (run / "trajectories.jsonl").read_bytes()
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for args, message in [
+        (["export", str(run), str(run / "trajectories.jsonl"), "--format", "trl"], "inside the run directory"),
+        (["export", str(run), str(tmp_path / "adir")], "is a directory"),
+        (["export", str(run), str(tmp_path / "afile" / "x.parquet")], "is not a directory"),
+        (["run", "math", "--limit", "1", "--out", str(tmp_path / "afile" / "sub")], "cannot create run directory"),
+        (["audit", "math", "--tasks", "1", "--out", str(tmp_path / "afile")], "exists and is not a directory"),
+        (["calibrate", "math", "--limit", "2", "--model", "bogus", "--out", str(tmp_path / "cal")], "unknown model"),
+    ]:
+        r = cli(*args)
+        assert r.returncode == 2, (args, r.stdout + r.stderr)
+        assert message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, (args, r.stderr)
+    assert (run / "trajectories.jsonl").read_bytes() == before  # the run's own records are untouched
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "cal").exists()

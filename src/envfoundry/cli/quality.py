@@ -267,6 +267,12 @@ def agree_cmd(
 
     if sum(x is not None for x in (scores, run, judge)) != 1:
         raise UsageError("give exactly one of --scores FILE, --run RUN_DIR or --judge ENV --model MODEL")
+    for name, v, low in (("--repeats", repeats, 1), ("--adversarial", adversarial, 0), ("--pairs", pairs, 0),
+                         ("--limit", limit, 1), ("--boot", boot, 1)):
+        if v is not None and v < low:
+            raise UsageError(f"{name} must be >= {low}, got {v}")
+    if items is not None and judge is None:
+        raise UsageError("--items only applies with --judge (the transcripts the judge reads)")
     lab_path = ag.shipped_labels(labels)
     lab = ag.load_labels(lab_path)
     if scores is not None:

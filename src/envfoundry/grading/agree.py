@@ -31,7 +31,7 @@ from . import agreement as m
 from .judge_runs import PROBES, resolve_judge, run_judge
 
 REFERENCE_NAMES = ("gold", "ground_truth")
-__all__ = ["PROBES", "AgreementReport", "Metric", "compare", "detect_scale", "load_jsonl", "load_labels",
+__all__ = ["PROBES", "SCALES", "AgreementReport", "Metric", "compare", "detect_scale", "load_jsonl", "load_labels",
            "load_scores", "reference_labels", "resolve_judge", "run_judge", "scores_from_run",
            "shipped_labels"]
 
@@ -100,14 +100,37 @@ def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+SCALES = ("binary", "ordinal", "continuous", "nominal")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def load_labels(path: str | Path) -> list[dict[str, Any]]:
+    """Label records; ``"label": null`` is a missing label (the record is left out). Labels must be
+    all numbers (or true/false) or all text, finite, and not lists or objects."""
     rows = load_jsonl(path)
+    out = []
+    kinds: dict[str, int] = {}
     for n, r in enumerate(rows, 1):
         if "id" not in r or "label" not in r:
             raise UsageError(f"{path}: record {n} needs 'id' and 'label' (and 'annotator')")
+        v = r["label"]
+        if v is None:
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UsageError(f"{path}: record {n}: label {v} is not a finite number")
+        if not isinstance(v, (bool, int, float, str)):
+            raise UsageError(f"{path}: record {n}: a label is a number, true/false or text, got {json.dumps(v)}")
+        kinds.setdefault("text" if isinstance(v, str) else "number", n)
+        if len(kinds) > 1:
+            raise UsageError(f"{path}: labels mix numbers (record {kinds['number']}) and text "
+                             f"(record {kinds['text']}); use one kind")
         r.setdefault("annotator", "annotator")
         r["id"] = str(r["id"])
-    return rows
+        out.append(r)
+    return out
 
 
 def load_scores(path: str | Path) -> list[dict[str, Any]]:
@@ -118,6 +141,11 @@ def load_scores(path: str | Path) -> list[dict[str, Any]]:
             raise UsageError(f"{path}: record {n} needs an 'id'")
         if kind == "item" and "score" not in r and "label" not in r and "passed" not in r and "error" not in r:
             raise UsageError(f"{path}: record {n} needs 'score', 'label' or 'passed'")
+        score = r.get("score")
+        if score is not None and not (_is_number(score) and math.isfinite(score)):
+            raise UsageError(f"{path}: record {n}: 'score' must be a finite number, got {json.dumps(score)}")
+        if "passed" in r and not isinstance(r["passed"], bool):
+            raise UsageError(f"{path}: record {n}: 'passed' must be true or false, got {json.dumps(r['passed'])}")
     return rows
 
 
@@ -243,6 +271,13 @@ def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]], *, scale
             threshold: float = 0.5, reference: str | None = None, n_boot: int = 1000, seed: int = 0) -> AgreementReport:
     """The full agreement report of ``scores`` against ``labels``."""
     import numpy as np
+
+    if scale is not None and scale not in SCALES:
+        raise UsageError(f"unknown scale {scale!r} (choose from: {', '.join(SCALES)})")
+    if not math.isfinite(threshold):
+        raise UsageError(f"the threshold must be a finite number, got {threshold}")
+    if n_boot < 1:
+        raise UsageError(f"the number of bootstrap resamples must be >= 1, got {n_boot}")
 
     scale = scale or detect_scale(r["label"] for r in labels)
     ref, ref_name = reference_labels(labels, scale, reference)

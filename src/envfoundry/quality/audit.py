@@ -42,7 +42,7 @@ from ..core.env import Environment
 from ..core.errors import UsageError
 from ..core.task import Task
 from ..rollout.run import evaluate_async
-from ..rollout.store import MANIFEST, RunManifest, atomic_write_text
+from ..rollout.store import MANIFEST, RunManifest, atomic_write_text, ensure_dir
 from .mutation import MutationReport, mutation_test
 from .probes import Probe, probe_classes, reference_answers
 
@@ -294,7 +294,7 @@ async def audit_async(env: Environment, *, spec: str | None = None, config: Audi
                       on_result: Callable[[ProbeResult], None] | None = None) -> AuditReport:
     """Run the probes and the mutation tests; store and return the report (see the module docstring)."""
     cfg = config or AuditConfig()
-    out = Path(cfg.out) if cfg.out is not None else default_results_dir(env.name)
+    out = ensure_dir(Path(cfg.out) if cfg.out is not None else default_results_dir(env.name), "audit directory")
     cfg = _stored_config(out, cfg)
     classes = probe_classes()
     names = list(dict.fromkeys(cfg.probes)) if cfg.probes else list(classes)

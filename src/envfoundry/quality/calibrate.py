@@ -37,7 +37,7 @@ from ..core.errors import StoreError, UsageError
 from ..core.policy import Policy, PolicyOutput
 from ..rollout.run import Progress, evaluate_async
 from ..rollout.selection import CALIBRATED_SPLIT_FILE, CalibratedSplit, select_tasks
-from ..rollout.store import atomic_write_text
+from ..rollout.store import atomic_write_text, ensure_dir
 from .difficulty import DECIDED, TaskDifficulty, TaskEvidence, difficulty, group_metrics, in_bounds, knob_table
 from .difficulty import knobs_of as _knobs_of
 from .difficulty import shares as _shares
@@ -187,7 +187,9 @@ def _open_state(
         upd = {"band": config.band or st.band, "budget": config.budget or st.budget,
                "limit": config.limit if config.limit is not None else st.limit}
         return st.model_copy(update=upd)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{str(out)!r} exists and is not a directory; choose another --out")
+    if out.exists() and any(out.iterdir()):
         raise StoreError(f"{str(out)!r} is not empty; pass --resume to continue that calibration "
                          "or choose another --out")
     if spec is None:
@@ -252,12 +254,13 @@ async def calibrate_async(
         need = f"{fresh} tasks x {st.samples} samples = {fresh * st.samples}"
         raise UsageError(f"--budget {st.budget} is too small: the first round needs {need} rollouts"
                          + (f" on top of the {used} already used" if used else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    # resolved before anything is written: a bad --model must not leave a folder behind
+    pol = (model if model is not None and not isinstance(model, str)
+           else resolve_policy(st.model, **st.model_options))
+    ensure_dir(out, "calibration directory")
     st.save(out)
 
     ledger = EvidenceLedger(out, env=env_obj.name, env_version=env_obj.version, model=st.model)
-    pol = (model if model is not None and not isinstance(model, str)
-           else resolve_policy(st.model, **st.model_options))
     shared = _KeepAlive(pol)
     run_kw: dict[str, Any] = {"concurrency": cfg.concurrency, "timeout_s": cfg.timeout_s,
                               "max_turns": cfg.max_turns, "progress": progress}

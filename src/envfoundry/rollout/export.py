@@ -36,6 +36,51 @@ def _flat(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_output(run: Path, out: str | Path) -> Path:
+    """``out`` as a file to write, or a UsageError: never inside the run directory (that would
+    replace the run's own records), never an existing directory, in a folder that exists."""
+    outp = Path(out)
+    if outp.resolve().is_relative_to(run.resolve()):
+        raise UsageError(f"{str(outp)!r} is inside the run directory {str(run)!r}; export to a file outside it")
+    if outp.is_dir():
+        raise UsageError(f"{str(outp)!r} is a directory; give a file name (e.g. {str(outp / 'export.parquet')!r})")
+    if not outp.parent.is_dir():
+        what = "is not a directory" if outp.parent.exists() else "does not exist"
+        raise UsageError(f"output folder {str(outp.parent)!r} {what}")
+    return outp
+
+
+def write_rows(rows: list[dict[str, Any]], outp: Path, *, jsonl: bool, schema: Any = None) -> None:
+    """Write ``rows`` as JSON Lines or Parquet (``schema``: a pyarrow schema) through a temporary
+    file that replaces ``outp`` only when complete, and is removed when writing fails."""
+    tmp = outp.with_name(f".{outp.name}.tmp")
+    try:
+        if jsonl:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+        os.replace(tmp, outp)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {str(outp)!r}: {e.strerror or e}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_SCHEMA = [
+    ("task_id", "string"), ("sample", "int64"), ("seed", "int64"), ("split", "string"), ("outcome", "string"),
+    ("score", "float64"), ("passed", "bool_"), ("turns", "int64"), ("explanation", "string"), ("error", "string"),
+    ("prompt_tokens", "int64"), ("completion_tokens", "int64"), ("messages", "string"), ("breakdown", "string"),
+    ("metadata", "string"), ("timings", "string"),
+]
+
+
 def export_run(run: str | Path, fmt: str, out: str | Path) -> int:
     """Write the run's records to ``out``; returns the number of rows. Written atomically."""
     if fmt not in FORMATS:
@@ -45,27 +90,12 @@ def export_run(run: str | Path, fmt: str, out: str | Path) -> int:
 
         return export_for_trainer(run, fmt, out)
     store = RunStore.open(run)
+    outp = check_output(store.path, out)
     rows = [_flat(r) for r in store.records()]
-    outp = Path(out)
-    if outp.parent and not outp.parent.exists():
-        raise UsageError(f"output folder {str(outp.parent)!r} does not exist")
-    tmp = outp.with_name(f".{outp.name}.tmp")
-    if fmt == "jsonl":
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
+    schema = None
+    if fmt == "parquet":
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        schema = pa.schema([
-            ("task_id", pa.string()), ("sample", pa.int64()), ("seed", pa.int64()),
-            ("split", pa.string()), ("outcome", pa.string()), ("score", pa.float64()),
-            ("passed", pa.bool_()), ("turns", pa.int64()), ("explanation", pa.string()),
-            ("error", pa.string()), ("prompt_tokens", pa.int64()),
-            ("completion_tokens", pa.int64()), ("messages", pa.string()),
-            ("breakdown", pa.string()), ("metadata", pa.string()), ("timings", pa.string()),
-        ])
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-    os.replace(tmp, outp)
+        schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in _SCHEMA])
+    write_rows(rows, outp, jsonl=fmt == "jsonl", schema=schema)
     return len(rows)

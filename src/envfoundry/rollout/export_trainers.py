@@ -29,12 +29,12 @@ Messages are ``{"role", "content", "tool_calls", "tool_call_id", "name"}`` (Open
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
+from .export import check_output, write_rows
 from .store import ERROR_OUTCOMES, RunManifest, RunStore
 
 TRAINER_FORMATS = ("trl", "hf", "verl")
@@ -147,19 +147,8 @@ def export_for_trainer(run: str | Path, fmt: str, out: str | Path) -> int:
     if fmt not in TRAINER_FORMATS:
         raise UsageError(f"unknown trainer format {fmt!r} (choose from: {', '.join(TRAINER_FORMATS)})")
     store = RunStore.open(run)
-    outp = Path(out)
-    if outp.parent and not outp.parent.exists():
-        raise UsageError(f"output folder {str(outp.parent)!r} does not exist")
+    outp = check_output(store.path, out)
     rows = list(_rows(store, fmt))
-    tmp = outp.with_name(f".{outp.name}.tmp")
-    if outp.suffix == ".jsonl":
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows, schema=_schema(fmt)), tmp)
-    os.replace(tmp, outp)
+    jsonl = outp.suffix == ".jsonl"
+    write_rows(rows, outp, jsonl=jsonl, schema=None if jsonl else _schema(fmt))
     return len(rows)

@@ -59,6 +59,18 @@ class RunManifest(BaseModel):
     calibration: str | None = Field(None, description="calibrated_split.json behind split 'calibrated'")
 
 
+def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
+    """Create ``path`` (and its parents) as a directory, or raise a StoreError saying why not."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise StoreError(f"{what} {str(p)!r} exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create {what} {str(p)!r}: {e.strerror or e}") from None
+    return p
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -89,7 +101,7 @@ class RunStore:
                 f"run directory {str(p)!r} is not empty; pass --resume to continue that run "
                 "or choose another --out"
             )
-        p.mkdir(parents=True, exist_ok=True)
+        ensure_dir(p, "run directory")
         atomic_write_text(p / MANIFEST, manifest.model_dump_json(indent=2))
         return cls(p, manifest)
 

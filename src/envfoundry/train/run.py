@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..core.env import Environment
 from ..core.errors import UsageError
 from ..core.task import Task
-from ..rollout.store import atomic_write_text
+from ..rollout.store import atomic_write_text, ensure_dir
 from .model import check_train_installed
 
 CONFIG_FILE = "train_config.json"
@@ -165,6 +165,8 @@ def train(
     ``progress(name)`` makes a rollout-engine progress reporter for each evaluation."""
     check_train_installed()
     outp = Path(out)
+    if outp.exists() and not outp.is_dir():
+        raise UsageError(f"output folder {str(outp)!r} exists and is not a directory")
     if outp.exists() and any(outp.iterdir()) and not resume:
         raise UsageError(f"output folder {str(outp)!r} is not empty; pass --resume to continue it")
     if resume and (outp / CONFIG_FILE).is_file():
@@ -172,7 +174,7 @@ def train(
         if _comparable(stored) != _comparable(cfg):
             raise UsageError(f"{str(outp)!r} was started with another configuration (see {CONFIG_FILE}); "
                              "resume with the same options (only --steps may grow)")
-    outp.mkdir(parents=True, exist_ok=True)
+    ensure_dir(outp, "output folder")
     (outp / CONFIG_FILE).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
     timings: dict[str, float] = {}
