@@ -244,3 +244,11 @@ def test_unusable_outputs_are_usage_errors_and_leave_nothing(tmp_path):
         assert message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, (args, r.stderr)
     assert (run / "trajectories.jsonl").read_bytes() == before  # the run's own records are untouched
     assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "cal").exists()
+
+    # success messages print paths as text too
+    odd = tmp_path / "[red]run"
+    r = cli("run", "math", "--model", "scripted:oracle", "--limit", "1", "--out", str(odd), "-q")
+    assert r.returncode == 0 and "[red]run" in r.stdout
+    r = cli("export", str(odd), str(tmp_path / "[red]x.jsonl"))
+    assert r.returncode == 0 and "[red]x.jsonl" in " ".join(r.stdout.split())
+

@@ -90,7 +90,7 @@ def audit_cmd(
         for part in audit_report(report):
             console.print(part)
         verdict = "[green]no findings" if report.ok else f"[bold red]{len(report.findings)} finding(s)"
-        console.print(f"{verdict}[/]; stored in [bold]{report.out / AUDIT_FILE}[/bold]")
+        console.print(f"{verdict}[/]; stored in [bold]{_escape(str(report.out / AUDIT_FILE))}[/bold]")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -231,8 +231,9 @@ def _print_calibration(result) -> None:  # noqa: ANN001
     if result.plot_hint:
         err.print("[yellow]plots skipped:[/yellow] matplotlib is not installed; install it with: "
                   + _escape(result.plot_hint))
-    console.print(f"calibration stored in [bold]{result.out}[/bold]; run the in-band tasks with "
-                  f"`envfoundry run {s['env_spec']} --split calibrated --calibration {result.out}`")
+    out = _escape(str(result.out))
+    console.print(f"calibration stored in [bold]{out}[/bold]; run the in-band tasks with "
+                  f"`envfoundry run {_escape(s['env_spec'])} --split calibrated --calibration {out}`")
 
 
 @app.command("agree")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, app, console
+from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console
 
 
 @app.command("list")
@@ -92,7 +92,7 @@ def run_cmd(
         },
     )
     console.print(summary_table(run.summary, title=f"{run.manifest.env} - {model}"))
-    console.print(f"run stored in [bold]{run.path}[/bold]")
+    console.print(f"run stored in [bold]{_escape(str(run.path))}[/bold]")
 
 @app.command("show")
 def show_cmd(
@@ -132,5 +132,5 @@ def export_cmd(
     from ..rollout.export import export_run
 
     n = export_run(run, fmt, out)
-    console.print(f"wrote {n} rows to {out}")
+    console.print(f"wrote {n} rows to {_escape(str(out))}")
 

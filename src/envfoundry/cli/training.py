@@ -111,10 +111,10 @@ def train_cmd(
         b, a = eval_row(result.before), eval_row(result.after)
         for name, r in (("before", b), ("after", a)):
             rate = "-" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
-            console.print(f"{name:6s} pass {rate} [{100 * r['ci95'][0]:.1f}%, {100 * r['ci95'][1]:.1f}%] "
-                          f"on {r['scored']} held-out tasks ({r['errors']} errors)")
+            console.print(f"{name:6s} pass {rate} " + _escape(f"[{100 * r['ci95'][0]:.1f}%, {100 * r['ci95'][1]:.1f}%]")
+                          + f" on {r['scored']} held-out tasks ({r['errors']} errors)")
         console.print(verdict(b, a))
     masked = result.totals.get("env_error", 0) + result.totals.get("grader_error", 0)
     console.print(f"{result.totals.get('scored', 0)} completions rewarded, {masked} masked as errors; "
-                  f"report in [bold]{result.out}[/bold]")
+                  f"report in [bold]{_escape(str(result.out))}[/bold]")
 
