@@ -359,3 +359,13 @@ def test_default_location_is_found_by_train(tmp_path, capsys, monkeypatch):
     assert "training on the calibrated split" not in capsys.readouterr().out
     assert main(["train", COIN, "--no-calibration", "--calibration", str(d)]) == 2
     assert "not both" in _err(capsys)
+
+
+def test_calibration_where_every_rollout_fails_exits_1(tmp_path):
+    from tests.conftest import TEST_ENVS
+
+    r = cli("calibrate", "--env", f"{TEST_ENVS / 'broken.py'}:crashing_grader", "--model", "scripted:noop",
+            "--samples", "2", "--out", str(tmp_path / "c"), "-q")
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = " ".join(r.stderr.split())
+    assert "ended in errors" in err and "grader_error" in err and "nothing is calibrated" in err

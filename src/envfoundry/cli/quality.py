@@ -165,6 +165,30 @@ def calibrate_cmd(
         },
     )
     _print_calibration(result)
+    n_err, n_ok = result.summary["errors"], result.summary["scored_samples"]
+    if n_err:
+        example = _first_error(Path(result.out))
+        why = f"{n_err} rollout(s) ended in errors and are not samples" + (f", e.g. {example}" if example else "")
+        if not n_ok:
+            err.print(f"[red]error:[/red] {_escape(why)}; no rollout was scored, so nothing is calibrated")
+            raise typer.Exit(1)
+        err.print(f"[yellow]warning:[/yellow] {_escape(why)}")
+
+
+def _first_error(out: Path) -> str:
+    """The first error recorded in a calibration's round stores: ``outcome: last line``."""
+    import json
+
+    for path in sorted(out.glob("round-*/trajectories.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("error"):
+                    return f"{rec.get('outcome')}: {rec['error'].strip().splitlines()[-1]}"
+    return ""
 
 
 class _FreshProgress:
