@@ -252,3 +252,12 @@ def test_unusable_outputs_are_usage_errors_and_leave_nothing(tmp_path):
     r = cli("export", str(odd), str(tmp_path / "[red]x.jsonl"))
     assert r.returncode == 0 and "[red]x.jsonl" in " ".join(r.stdout.split())
 
+
+
+def test_resume_refuses_changed_options_instead_of_ignoring_them(tmp_path):
+    run = tmp_path / "r"
+    assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
+    for args in (["--samples", "2"], ["--seed", "5"], ["--limit", "4"], ["--max-turns", "2"]):
+        r = cli("run", "math", "--out", str(run), "--resume", "-q", *args)
+        assert r.returncode == 2 and f"{args[0]} {args[1]} differs from the run" in " ".join(r.stderr.split()), r.stderr
+    assert cli("run", "math", "--out", str(run), "--resume", "--limit", "3", "--samples", "1", "-q").returncode == 0

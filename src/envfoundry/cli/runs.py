@@ -51,9 +51,9 @@ def run_cmd(
         Optional[Path], typer.Option(help="an `envfoundry calibrate` output, for --split calibrated")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="first N tasks of the split")] = None,  # noqa: UP007
-    samples: Annotated[int, typer.Option(help="rollouts per task (a GRPO group)")] = 1,
+    samples: Annotated[Optional[int], typer.Option(help="rollouts per task, a GRPO group (default: 1)")] = None,
     concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
-    seed: Annotated[int, typer.Option(help="run seed (tasks and rollouts)")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="run seed, tasks and rollouts (default: 0)")] = None,
     task_seed: Annotated[int | None, typer.Option(help="task source seed (default: --seed)")] = None,  # noqa: UP007
     timeout: Annotated[float | None, typer.Option(help="seconds per rollout")] = None,  # noqa: UP007
     max_turns: Annotated[int | None, typer.Option(help="lower the env's turn limit")] = None,  # noqa: UP007
@@ -74,12 +74,21 @@ def run_cmd(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
         out = Path("runs") / f"{name}-{stamp}"
-    if model is None:
-        model = "scripted:oracle"
-        if resume:
-            from ..rollout.store import RunStore
+    if resume:  # the stored run decides; options that would change it are refused, not ignored
+        from ..rollout.store import RunStore
 
-            model = str(RunStore.open(out).manifest.policy.get("spec", model))
+        m = RunStore.open(out).manifest
+        given = {"--samples": (samples, m.samples), "--seed": (seed, m.seed), "--limit": (limit, m.limit),
+                 "--task-seed": (task_seed, m.task_seed), "--timeout": (timeout, m.timeout_s),
+                 "--max-turns": (max_turns, m.max_turns), "--split": (split, m.split)}
+        for name, (v, stored) in given.items():
+            if v is not None and v != stored and not (name == "--split" and v == "test"):
+                raise UsageError(f"{name} {v} differs from the run in {str(out)!r} ({stored}); resume without it "
+                                 "or choose another --out")
+        model = model or str(m.policy.get("spec", "scripted:oracle"))
+    model = model or "scripted:oracle"
+    samples = 1 if samples is None else samples
+    seed = 0 if seed is None else seed
     progress = None if quiet else RichProgress(console)
     run = evaluate(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,
