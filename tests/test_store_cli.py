@@ -261,3 +261,14 @@ def test_resume_refuses_changed_options_instead_of_ignoring_them(tmp_path):
         r = cli("run", "math", "--out", str(run), "--resume", "-q", *args)
         assert r.returncode == 2 and f"{args[0]} {args[1]} differs from the run" in " ".join(r.stderr.split()), r.stderr
     assert cli("run", "math", "--out", str(run), "--resume", "--limit", "3", "--samples", "1", "-q").returncode == 0
+
+
+def test_show_reads_damaged_and_partial_runs(tmp_path):
+    run = tmp_path / "r"
+    assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
+    lines = (run / "trajectories.jsonl").read_text().splitlines()
+    (run / "trajectories.jsonl").write_text(lines[0] + '\n{"bad": 1}\n["x"]\n')
+    r = cli("show", str(run))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "1 of 3 rollouts are stored" in " ".join(r.stderr.split())
+    assert cli("show", str(run), "--limit", "-1").returncode == 2

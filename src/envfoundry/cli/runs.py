@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console
+from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console, err
 
 
 @app.command("list")
@@ -103,6 +103,7 @@ def run_cmd(
     console.print(summary_table(run.summary, title=f"{run.manifest.env} - {model}"))
     console.print(f"run stored in [bold]{_escape(str(run.path))}[/bold]")
 
+
 @app.command("show")
 def show_cmd(
     run: Annotated[Path, typer.Argument(help="run directory")],
@@ -113,9 +114,18 @@ def show_cmd(
     """Show a run's summary and trajectories."""
     from ..display import records_table, summary_table, trajectory_panel
     from ..rollout.run import Run
+    from ..rollout.summary import summarize
 
+    if limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {limit}")
     r = Run.open(run)
     recs = list(r.records())
+    m = r.manifest
+    planned = len(m.task_ids) * m.samples
+    summary = summarize(recs, samples=m.samples)  # from the records themselves, not a stale summary.json
+    if len(recs) < planned:
+        err.print(f"[yellow]note:[/yellow] {len(recs)} of {planned} rollouts are stored; continue with "
+                  f"`envfoundry run {_escape(m.env_spec)} --out {_escape(str(run))} --resume`")
     if failed:
         recs = [x for x in recs if x["outcome"] not in ("completed", "truncated") or not x["passed"]]
     if task is not None:
@@ -125,7 +135,7 @@ def show_cmd(
         for x in sorted(recs, key=lambda x: x["sample"]):
             console.print(trajectory_panel(x))
         return
-    console.print(summary_table(r.summary, title=f"{r.manifest.env} - {r.manifest.policy.get('spec')}"))
+    console.print(summary_table(summary, title=f"{m.env} - {m.policy.get('spec')}"))
     console.print(records_table(recs, limit=limit))
 
 

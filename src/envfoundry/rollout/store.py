@@ -199,9 +199,11 @@ class RunStore:
             for line in f:
                 if line.strip():
                     try:
-                        yield orjson.loads(line)
+                        rec = orjson.loads(line)
                     except orjson.JSONDecodeError:
                         continue  # torn last line of a killed run
+                    if isinstance(rec, dict) and {"task_id", "sample", "outcome"} <= rec.keys():
+                        yield rec  # anything else is damage, skipped as --resume drops it
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=2))
