@@ -142,6 +142,9 @@ def test_sigint_exits_130_after_flushing(tmp_path):
         (["run", "math", "--env-arg", "levels"], "--env-arg expects KEY=VALUE"),
         (["run", "math", "--env-arg", "colour=red"], "does not accept these arguments"),
         (["run", "math", "--env-arg", "levels=9"], "unknown level(s) [9]"),
+        (["run", "math", "--tool-mode", "bogus"], "--tool-mode must be one of"),
+        (["run", "math", "--temperature", "-1"], "--temperature -1.0 is out of range"),
+        (["export", "/nonexistent/run", "x.csv"], "not a run directory"),
         # messages are printed as text, not rich markup: install hints like "envfoundry[local]" survive
         (["run", "math", "--env-arg", "[local]"], "got '[local]'"),
     ],
@@ -196,6 +199,10 @@ def test_list_show_export(tmp_path):
         assert len(ds) == 40 and set(ds["task_id"]) == {x["task_id"] for x in _records(out)}
     r = cli("export", str(out), str(tmp_path / "y"), "--format", "csv")
     assert r.returncode == 2 and "unknown export format 'csv'" in r.stdout + r.stderr
+    r = cli("export", str(out), str(tmp_path / "y.jsonl"), "--format", "parquet")  # the suffix must match
+    assert r.returncode == 2 and "ending in .parquet" in " ".join(r.stderr.split())
+    assert cli("export", str(out), str(tmp_path / "z.jsonl")).returncode == 0  # the format follows the suffix
+    assert json.loads((tmp_path / "z.jsonl").read_text().splitlines()[0])["task_id"]
 
 
 def test_env_args_reach_the_factory_and_survive_resume(tmp_path):

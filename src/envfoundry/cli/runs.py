@@ -65,11 +65,23 @@ def run_cmd(
     from ..display import RichProgress, summary_table
     from ..rollout.run import evaluate
 
+    if resume and out is None:
+        raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    if resume and env is None and env_opt is None:  # the stored run knows its environment
+        from ..rollout.store import RunStore
+
+        env = RunStore.open(out).manifest.env_spec
     spec = _env_spec(env, env_opt)
     if limit is not None and limit < 0:
         raise UsageError(f"--limit must be >= 0, got {limit}")
-    if resume and out is None:
-        raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    from ..policies.openai import TOOL_MODES
+
+    if tool_mode not in TOOL_MODES:
+        raise UsageError(f"--tool-mode must be one of {', '.join(TOOL_MODES)}, got {tool_mode!r}")
+    for name, v, ok in (("--temperature", temperature, lambda x: x >= 0), ("--top-p", top_p, lambda x: 0 < x <= 1),
+                        ("--max-tokens", max_tokens, lambda x: x >= 1)):
+        if v is not None and not ok(v):
+            raise UsageError(f"{name} {v} is out of range (temperature >= 0, 0 < top-p <= 1, max-tokens >= 1)")
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
@@ -143,13 +155,14 @@ def show_cmd(
 def export_cmd(
     run: Annotated[Path, typer.Argument(help="run directory")],
     out: Annotated[Path, typer.Argument(help="output file")],
-    fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl, or a trainer's layout: trl, hf, verl")] = (
-        "parquet"
-    ),
+    fmt: Annotated[
+        Optional[str],
+        typer.Option("--format", help="parquet, jsonl, or a trainer's layout: trl, hf, verl (default: by suffix)"),
+    ] = None,
 ) -> None:
     """Export a run's trajectories (Parquet loads with `datasets`; trl/hf/verl: .jsonl or Parquet by OUT's suffix)."""
     from ..rollout.export import export_run
 
-    n = export_run(run, fmt, out)
+    n = export_run(run, fmt or ("jsonl" if out.suffix == ".jsonl" else "parquet"), out)
     console.print(f"wrote {n} rows to {_escape(str(out))}")
 

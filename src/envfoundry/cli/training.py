@@ -86,7 +86,8 @@ def train_cmd(
         )
     except ValidationError as e:
         first = e.errors()[0]
-        raise UsageError(f"bad option {'.'.join(map(str, first['loc'])) or ''}: {first['msg']}") from None
+        where = "--" + "-".join(map(str, first["loc"])).replace("_", "-") if first["loc"] else "options"
+        raise UsageError(f"bad {where}: {first['msg'].removeprefix('Value error, ')}") from None
 
     def on_step(row: dict) -> None:
         if not quiet:

@@ -36,9 +36,10 @@ def _flat(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_output(run: Path, out: str | Path) -> Path:
+def check_output(run: Path, out: str | Path, fmt: str) -> Path:
     """``out`` as a file to write, or a UsageError: never inside the run directory (that would
-    replace the run's own records), never an existing directory, in a folder that exists."""
+    replace the run's own records), never an existing directory, in a folder that exists, with a
+    suffix that matches the format (``.parquet`` or ``.jsonl``; trainer layouts take either)."""
     outp = Path(out)
     if outp.resolve().is_relative_to(run.resolve()):
         raise UsageError(f"{str(outp)!r} is inside the run directory {str(run)!r}; export to a file outside it")
@@ -47,6 +48,10 @@ def check_output(run: Path, out: str | Path) -> Path:
     if not outp.parent.is_dir():
         what = "is not a directory" if outp.parent.exists() else "does not exist"
         raise UsageError(f"output folder {str(outp.parent)!r} {what}")
+    suffixes = {"parquet": (".parquet",), "jsonl": (".jsonl",)}.get(fmt, (".parquet", ".jsonl"))
+    if outp.suffix not in suffixes:
+        raise UsageError(f"{str(outp)!r}: the {fmt} export is written to a file ending in "
+                         f"{' or '.join(suffixes)} (e.g. {str(outp.with_suffix(suffixes[0]))!r})")
     return outp
 
 
@@ -90,7 +95,7 @@ def export_run(run: str | Path, fmt: str, out: str | Path) -> int:
 
         return export_for_trainer(run, fmt, out)
     store = RunStore.open(run)
-    outp = check_output(store.path, out)
+    outp = check_output(store.path, out, fmt)
     rows = [_flat(r) for r in store.records()]
     schema = None
     if fmt == "parquet":

@@ -147,7 +147,7 @@ def export_for_trainer(run: str | Path, fmt: str, out: str | Path) -> int:
     if fmt not in TRAINER_FORMATS:
         raise UsageError(f"unknown trainer format {fmt!r} (choose from: {', '.join(TRAINER_FORMATS)})")
     store = RunStore.open(run)
-    outp = check_output(store.path, out)
+    outp = check_output(store.path, out, fmt)
     rows = list(_rows(store, fmt))
     jsonl = outp.suffix == ".jsonl"
     write_rows(rows, outp, jsonl=jsonl, schema=None if jsonl else _schema(fmt))
