@@ -271,3 +271,11 @@ def test_math_grader_counts_tags_before_matching():
     assert parse_answer("x</answer>" * 3)[0] is None
     assert parse_answer("</answer><answer>7")[0] is None
     assert time.perf_counter() - t < 5  # generous: the quadratic version took ~25 s
+
+
+def test_resume_refuses_a_different_selection(tmp_path):
+    args = ["audit", "--env", f"{TEST_ENVS / 'hackable.py'}:success_claim", "--probes", "empty", "--samples", "1"]
+    assert cli(*args, "--tasks", "2", cwd=tmp_path).returncode == 0
+    r = cli(*args, "--tasks", "3", "--resume", cwd=tmp_path)
+    assert r.returncode == 2 and "--tasks 3 differs from the audit being resumed (2)" in " ".join(r.stderr.split())
+    assert cli(*args, "--resume", cwd=tmp_path).returncode == 0

@@ -59,9 +59,9 @@ def audit_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
     env_arg: EnvArgOpt = None,
-    tasks: Annotated[int, typer.Option(help="tasks to probe")] = 30,
-    samples: Annotated[int, typer.Option(help="rollouts per task and probe")] = 2,
-    seed: Annotated[int, typer.Option(help="seed (tasks, rollouts, mutations)")] = 0,
+    tasks: Annotated[Optional[int], typer.Option(help="tasks to probe (default: 30)")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="rollouts per task and probe (default: 2)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed: tasks, rollouts, mutations (default: 0)")] = None,
     split: Annotated[Optional[str], typer.Option(help="split to sample (default test)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="results directory (default quality/ENV)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the audit stored in --out")] = False,
@@ -73,15 +73,27 @@ def audit_cmd(
 
     from ..display import audit_report
     from ..envs import load
-    from ..quality.audit import AUDIT_FILE, AuditConfig, audit_env
+    from ..quality.audit import AUDIT_FILE, BASELINE, AuditConfig, audit_env, default_results_dir
+    from ..rollout.store import MANIFEST, RunManifest
 
     spec = _env_spec(env, env_opt)
-    if tasks < 1 or samples < 1:
+    if (tasks is not None and tasks < 1) or (samples is not None and samples < 1):
         raise UsageError("--tasks and --samples must be >= 1")
+    e = load(spec, _env_args(env_arg))
+    stored = (out if out is not None else default_results_dir(e.name)) / BASELINE / MANIFEST
+    if resume and stored.is_file():  # the stored audit decides; a different value is refused, not ignored
+        m = RunManifest.model_validate_json(stored.read_text(encoding="utf-8"))
+        for name, v, was in (("--tasks", tasks, m.limit), ("--samples", samples, m.samples), ("--seed", seed, m.seed),
+                             ("--split", split, m.split)):
+            if v is not None and v != was:
+                raise UsageError(f"{name} {v} differs from the audit being resumed ({was}); resume without it "
+                                 "or choose another --out")
+    tasks = 30 if tasks is None else tasks
+    samples = 2 if samples is None else samples
+    seed = 0 if seed is None else seed
     names = [p.strip() for p in probes.split(",") if p.strip()] if probes is not None else None
     if names is not None and not names:
         raise UsageError("--probes needs at least one probe name")
-    e = load(spec, _env_args(env_arg))
     cfg = AuditConfig(tasks=tasks, samples=samples, seed=seed, split=split, probes=names, out=out, resume=resume)
     report = audit_env(e, spec=spec, config=cfg)
     if json_out:
