@@ -279,3 +279,16 @@ def test_show_reads_damaged_and_partial_runs(tmp_path):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "1 of 3 rollouts are stored" in " ".join(r.stderr.split())
     assert cli("show", str(run), "--limit", "-1").returncode == 2
+
+
+def test_damaged_manifest_and_exiting_factory_are_reported_in_one_line(tmp_path):
+    run = tmp_path / "r"
+    assert cli("run", "math", "--limit", "1", "--out", str(run), "-q").returncode == 0
+    (run / "manifest.json").write_text('{"env": 3}')
+    r = cli("show", str(run))
+    err = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "(damaged?): env: Input should be a valid string" in err
+    assert "pydantic.dev" not in err
+    (tmp_path / "ex.py").write_text("import sys\n\n\ndef f():\n    sys.exit(3)\n")
+    r = cli("check", f"{tmp_path / 'ex.py'}:f")
+    assert r.returncode == 2 and "called sys.exit(3)" in r.stderr

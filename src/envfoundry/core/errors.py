@@ -38,3 +38,20 @@ class PolicyError(EnvfoundryError):
 
 class StoreError(UsageError):
     """The run directory cannot be used as asked (not empty without --resume, manifest mismatch)."""
+
+
+def reason(e: BaseException) -> str:
+    """A one-line reason for a file that failed to load: for a pydantic ValidationError its first
+    error (where and what) and how many there are, without pydantic's help links; else ``str(e)``."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            items = errors()
+        except Exception:  # noqa: BLE001 - not a pydantic error after all
+            items = None
+        if items:
+            first = items[0]
+            where = ".".join(map(str, first.get("loc", ()))) or "the document"
+            more = f" (and {len(items) - 1} more problem(s))" if len(items) > 1 else ""
+            return f"{where}: {first.get('msg', 'invalid')}{more}"
+    return " ".join(str(e).split())

@@ -38,6 +38,8 @@ def _call_factory(obj: object, where: str, args: dict[str, str] | None = None) -
             env = obj(**(args or {}))
         except EnvLoadError:
             raise
+        except SystemExit as e:  # a factory that calls sys.exit() must not end the command silently
+            raise EnvLoadError(f"factory {where!r} called sys.exit({e.code!r})") from None
         except Exception as e:  # noqa: BLE001 - a user's factory may raise anything
             raise EnvLoadError(f"factory {where!r} raised {type(e).__name__}: {e}") from None
     if not isinstance(env, Environment):

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
-from ..core.errors import StoreError
+from ..core.errors import StoreError, reason
 from ..rollout.store import ERROR_OUTCOMES, MANIFEST, SUMMARY, RunStore, atomic_write_text
 from .difficulty import TaskEvidence
 
@@ -62,7 +62,7 @@ class CalibrationState(BaseModel):
         try:
             return cls.model_validate_json(p.read_text(encoding="utf-8"))
         except ValueError as e:
-            raise StoreError(f"cannot read {p}: {e}") from None
+            raise StoreError(f"cannot read {p} (damaged?): {reason(e)}") from None
 
 
 @dataclass(frozen=True)

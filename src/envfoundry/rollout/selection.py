@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from ..core.env import Environment
-from ..core.errors import UsageError
+from ..core.errors import UsageError, reason
 from ..core.task import Task
 
 CALIBRATED = "calibrated"
@@ -94,7 +94,7 @@ def load_calibrated_split(calibration: str | Path) -> CalibratedSplit:
     try:
         return CalibratedSplit.model_validate_json(p.read_text(encoding="utf-8"))
     except (ValidationError, ValueError, OSError) as e:
-        raise UsageError(f"cannot read calibrated split {str(p)!r}: {e}") from None
+        raise UsageError(f"cannot read calibrated split {str(p)!r}: {reason(e)}") from None
 
 
 def select_tasks(

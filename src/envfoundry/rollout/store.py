@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.errors import StoreError
+from ..core.errors import StoreError, reason
 
 MANIFEST = "manifest.json"
 TRAJECTORIES = "trajectories.jsonl"
@@ -114,7 +114,7 @@ class RunStore:
         try:
             manifest = RunManifest.model_validate_json(mf.read_text(encoding="utf-8"))
         except (ValueError, OSError) as e:
-            raise StoreError(f"cannot read {mf}: {e}") from None
+            raise StoreError(f"cannot read {mf} (damaged?): {reason(e)}") from None
         return cls(p, manifest)
 
     def prepare_resume(self) -> dict[tuple[str, int], dict[str, Any]]:
