@@ -239,7 +239,7 @@ def test_unusable_outputs_are_usage_errors_and_leave_nothing(tmp_path):
     (tmp_path / "adir").mkdir()
     (tmp_path / "afile").write_text("x")
     for args, message in [
-        (["export", str(run), str(run / "trajectories.jsonl"), "--format", "trl"], "inside the run directory"),
+        (["export", str(run), str(run / "trajectories.jsonl"), "--format", "trl"], "one of the run's own files"),
         (["export", str(run), str(tmp_path / "adir")], "is a directory"),
         (["export", str(run), str(tmp_path / "afile" / "x.parquet")], "is not a directory"),
         (["run", "math", "--limit", "1", "--out", str(tmp_path / "afile" / "sub")], "cannot create run directory"),
@@ -274,7 +274,8 @@ def test_show_reads_damaged_and_partial_runs(tmp_path):
     run = tmp_path / "r"
     assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
     lines = (run / "trajectories.jsonl").read_text().splitlines()
-    (run / "trajectories.jsonl").write_text(lines[0] + '\n{"bad": 1}\n["x"]\n')
+    (run / "trajectories.jsonl").write_text(
+        lines[0] + '\n{"bad": 1}\n["x"]\n{"task_id": "t", "sample": 0, "outcome": "completed", "score": null}\n')
     r = cli("show", str(run))
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "1 of 3 rollouts are stored" in " ".join(r.stderr.split())
@@ -292,3 +293,14 @@ def test_damaged_manifest_and_exiting_factory_are_reported_in_one_line(tmp_path)
     (tmp_path / "ex.py").write_text("import sys\n\n\ndef f():\n    sys.exit(3)\n")
     r = cli("check", f"{tmp_path / 'ex.py'}:f")
     assert r.returncode == 2 and "called sys.exit(3)" in r.stderr
+
+
+def test_export_next_to_the_store_files_and_resume_with_an_explicit_split(tmp_path):
+    run = tmp_path / "r"
+    assert cli("run", "math", "--limit", "2", "--split", "train", "--out", str(run), "-q").returncode == 0
+    assert cli("export", ".", "out.parquet", cwd=run).returncode == 0  # beside the store's files is fine
+    r = cli("run", "math", "--out", str(run), "--resume", "--split", "test", "-q")
+    assert r.returncode == 2 and "--split test differs from the run" in " ".join(r.stderr.split())
+    (tmp_path / "exits.py").write_text("import sys\n\nsys.exit(0)\n")
+    r = cli("check", f"{tmp_path / 'exits.py'}:f")
+    assert r.returncode == 2 and "called sys.exit(0) while importing" in " ".join(r.stderr.split())

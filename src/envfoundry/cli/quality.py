@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console, err
+from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, check_model_options, console, err
 
 
 @app.command("check")
@@ -74,7 +74,7 @@ def audit_cmd(
     from ..display import audit_report
     from ..envs import load
     from ..quality.audit import AUDIT_FILE, BASELINE, AuditConfig, audit_env, default_results_dir
-    from ..rollout.store import MANIFEST, RunManifest
+    from ..rollout.store import MANIFEST, RunStore
 
     spec = _env_spec(env, env_opt)
     if (tasks is not None and tasks < 1) or (samples is not None and samples < 1):
@@ -82,7 +82,7 @@ def audit_cmd(
     e = load(spec, _env_args(env_arg))
     stored = (out if out is not None else default_results_dir(e.name)) / BASELINE / MANIFEST
     if resume and stored.is_file():  # the stored audit decides; a different value is refused, not ignored
-        m = RunManifest.model_validate_json(stored.read_text(encoding="utf-8"))
+        m = RunStore.open(stored.parent).manifest
         for name, v, was in (("--tasks", tasks, m.limit), ("--samples", samples, m.samples), ("--seed", seed, m.seed),
                              ("--split", split, m.split)):
             if v is not None and v != was:
@@ -140,6 +140,7 @@ def calibrate_cmd(
     from ..quality.calibrate import CalibrateConfig, calibrate, parse_band
 
     spec = _env_spec(env, env_opt)
+    check_model_options(tool_mode, temperature, top_p, max_tokens)
     if model is None and not resume:
         raise UsageError("calibrate needs --model (e.g. --model local)")
     for name, v in (("--limit", limit), ("--samples", samples), ("--budget", budget)):
@@ -310,6 +311,14 @@ def agree_cmd(
             raise UsageError(f"{name} must be >= {low}, got {v}")
     if items is not None and judge is None:
         raise UsageError("--items only applies with --judge (the transcripts the judge reads)")
+    import math
+
+    if scale is not None and scale not in ag.SCALES:  # checked before a judge runs for minutes
+        raise UsageError(f"unknown scale {scale!r} (choose from: {', '.join(ag.SCALES)})")
+    if not math.isfinite(threshold):
+        raise UsageError(f"--threshold must be a finite number, got {threshold}")
+    if save is not None and not save.parent.is_dir():
+        raise UsageError(f"--save: folder {str(save.parent)!r} does not exist")
     lab_path = ag.shipped_labels(labels)
     lab = ag.load_labels(lab_path)
     if scores is not None:

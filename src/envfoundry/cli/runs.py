@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console, err
+from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, check_model_options, console, err
 
 
 @app.command("list")
@@ -46,7 +46,9 @@ def run_cmd(
     max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,  # noqa: UP007
     model_seed: Annotated[Optional[int], typer.Option(help="fixed sampling seed (default: per rollout)")] = None,  # noqa: UP007
     tool_mode: Annotated[str, typer.Option(help="auto, native or text tool calling")] = "auto",
-    split: Annotated[str, typer.Option(help="task split (`calibrated`: the in-band tasks of --calibration)")] = "test",
+    split: Annotated[
+        Optional[str], typer.Option(help="task split (`calibrated`: the in-band tasks of --calibration; default: test)")
+    ] = None,
     calibration: Annotated[
         Optional[Path], typer.Option(help="an `envfoundry calibrate` output, for --split calibrated")
     ] = None,
@@ -74,14 +76,7 @@ def run_cmd(
     spec = _env_spec(env, env_opt)
     if limit is not None and limit < 0:
         raise UsageError(f"--limit must be >= 0, got {limit}")
-    from ..policies.openai import TOOL_MODES
-
-    if tool_mode not in TOOL_MODES:
-        raise UsageError(f"--tool-mode must be one of {', '.join(TOOL_MODES)}, got {tool_mode!r}")
-    for name, v, ok in (("--temperature", temperature, lambda x: x >= 0), ("--top-p", top_p, lambda x: 0 < x <= 1),
-                        ("--max-tokens", max_tokens, lambda x: x >= 1)):
-        if v is not None and not ok(v):
-            raise UsageError(f"{name} {v} is out of range (temperature >= 0, 0 < top-p <= 1, max-tokens >= 1)")
+    check_model_options(tool_mode, temperature, top_p, max_tokens)
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
@@ -94,11 +89,12 @@ def run_cmd(
                  "--task-seed": (task_seed, m.task_seed), "--timeout": (timeout, m.timeout_s),
                  "--max-turns": (max_turns, m.max_turns), "--split": (split, m.split)}
         for name, (v, stored) in given.items():
-            if v is not None and v != stored and not (name == "--split" and v == "test"):
+            if v is not None and v != stored:
                 raise UsageError(f"{name} {v} differs from the run in {str(out)!r} ({stored}); resume without it "
                                  "or choose another --out")
         model = model or str(m.policy.get("spec", "scripted:oracle"))
     model = model or "scripted:oracle"
+    split = split or "test"
     samples = 1 if samples is None else samples
     seed = 0 if seed is None else seed
     progress = None if quiet else RichProgress(console)

@@ -65,6 +65,8 @@ def _load_file(path: Path, attr: str, spec: str, args: dict[str, str] | None) ->
         raise
     except OSError as e:
         raise EnvLoadError(f"cannot read environment file {str(path)!r}: {e}") from None
+    except SystemExit as e:
+        raise EnvLoadError(f"environment file {str(path)!r} called sys.exit({e.code!r}) while importing") from None
     except Exception as e:  # noqa: BLE001 - a user's file may raise anything at import
         raise EnvLoadError(
             f"environment file {str(path)!r} failed to import: {type(e).__name__}: {e}"
@@ -96,6 +98,10 @@ def load(spec: str, args: dict[str, str] | None = None) -> Environment:
         module = importlib.import_module(target)
     except ImportError as e:
         raise EnvLoadError(f"cannot import module {target!r} for environment {spec!r}: {e}") from None
+    except SystemExit as e:
+        raise EnvLoadError(f"module {target!r} called sys.exit({e.code!r}) while importing") from None
+    except Exception as e:  # noqa: BLE001 - a user's module may raise anything at import
+        raise EnvLoadError(f"module {target!r} failed to import: {type(e).__name__}: {e}") from None
     if not hasattr(module, attr):
         raise EnvLoadError(f"module {target!r} has no attribute {attr!r}")
     obj: Callable[..., Environment] | Environment = getattr(module, attr)

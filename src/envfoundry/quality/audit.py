@@ -39,10 +39,10 @@ from typing import Any
 
 from .. import __version__
 from ..core.env import Environment
-from ..core.errors import UsageError
+from ..core.errors import StoreError, UsageError
 from ..core.task import Task
 from ..rollout.run import evaluate_async
-from ..rollout.store import MANIFEST, RunManifest, atomic_write_text, ensure_dir
+from ..rollout.store import MANIFEST, RunStore, atomic_write_text, ensure_dir
 from .mutation import MutationReport, mutation_test
 from .probes import Probe, probe_classes, reference_answers
 
@@ -285,7 +285,7 @@ def _stored_config(out: Path, cfg: AuditConfig) -> AuditConfig:
     mf = out / BASELINE / MANIFEST
     if not (cfg.resume and mf.is_file()):
         return cfg
-    m = RunManifest.model_validate_json(mf.read_text(encoding="utf-8"))
+    m = RunStore.open(mf.parent).manifest  # a damaged manifest is a one-line StoreError
     return AuditConfig(**{**asdict(cfg), "tasks": m.limit if m.limit is not None else cfg.tasks,
                           "samples": m.samples, "seed": m.seed, "split": m.split})
 
@@ -294,7 +294,9 @@ async def audit_async(env: Environment, *, spec: str | None = None, config: Audi
                       on_result: Callable[[ProbeResult], None] | None = None) -> AuditReport:
     """Run the probes and the mutation tests; store and return the report (see the module docstring)."""
     cfg = config or AuditConfig()
-    out = ensure_dir(Path(cfg.out) if cfg.out is not None else default_results_dir(env.name), "audit directory")
+    out = Path(cfg.out) if cfg.out is not None else default_results_dir(env.name)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"audit directory {str(out)!r} exists and is not a directory")
     cfg = _stored_config(out, cfg)
     classes = probe_classes()
     names = list(dict.fromkeys(cfg.probes)) if cfg.probes else list(classes)
@@ -306,6 +308,7 @@ async def audit_async(env: Environment, *, spec: str | None = None, config: Audi
     split = cfg.split or ("test" if "test" in env.splits else env.splits[0])
     if split not in env.splits:
         raise UsageError(f"environment {env.name!r} has no split {split!r} (splits: {', '.join(env.splits)})")
+    ensure_dir(out, "audit directory")  # only once the options are known to be good
     all_tasks = env.tasks(split, seed=cfg.seed)
     tasks: list[Task] = list(all_tasks[: cfg.tasks])
     others: list[Task] = list(all_tasks[len(tasks): len(tasks) + cfg.pool_tasks])

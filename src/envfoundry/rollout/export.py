@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
-from .store import RunStore
+from .store import STORE_FILES, RunStore
 
 FORMATS = ("parquet", "jsonl", "trl", "hf", "verl")
 
@@ -19,7 +19,7 @@ def _flat(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "task_id": r["task_id"],
         "sample": int(r["sample"]),
-        "seed": int(r["seed"]),
+        "seed": int(r["seed"]) if r.get("seed") is not None else None,
         "split": r.get("split"),
         "outcome": r["outcome"],
         "score": r.get("score"),
@@ -37,12 +37,12 @@ def _flat(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_output(run: Path, out: str | Path, fmt: str) -> Path:
-    """``out`` as a file to write, or a UsageError: never inside the run directory (that would
-    replace the run's own records), never an existing directory, in a folder that exists, with a
+    """``out`` as a file to write, or a UsageError: never one of the run store's own files (that
+    would replace the run's records), never an existing directory, in a folder that exists, with a
     suffix that matches the format (``.parquet`` or ``.jsonl``; trainer layouts take either)."""
     outp = Path(out)
-    if outp.resolve().is_relative_to(run.resolve()):
-        raise UsageError(f"{str(outp)!r} is inside the run directory {str(run)!r}; export to a file outside it")
+    if outp.resolve().parent == run.resolve() and outp.name in STORE_FILES:
+        raise UsageError(f"{str(outp)!r} is one of the run's own files; export to another file")
     if outp.is_dir():
         raise UsageError(f"{str(outp)!r} is a directory; give a file name (e.g. {str(outp / 'export.parquet')!r})")
     if not outp.parent.is_dir():

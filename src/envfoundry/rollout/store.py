@@ -27,6 +27,8 @@ MANIFEST = "manifest.json"
 TRAJECTORIES = "trajectories.jsonl"
 ERRORS = "errors.jsonl"
 SUMMARY = "summary.json"
+#: the files a run directory is made of (an export must never replace one)
+STORE_FILES = frozenset({MANIFEST, TRAJECTORIES, ERRORS, SUMMARY})
 FLUSH_INTERVAL_S = 0.05
 FLUSH_RECORDS = 64
 _ORJSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
@@ -57,6 +59,17 @@ class RunManifest(BaseModel):
     python: str
     sample_offset: int = Field(0, description="sample indices run sample_offset .. sample_offset + samples - 1")
     calibration: str | None = Field(None, description="calibrated_split.json behind split 'calibrated'")
+
+
+def _is_record(rec: Any) -> bool:
+    """Whether a parsed line is a trajectory record readers can rely on: ids and an outcome, and
+    for a scored outcome a numeric score and a boolean ``passed``."""
+    if not (isinstance(rec, dict) and {"task_id", "sample", "outcome"} <= rec.keys()):
+        return False
+    if rec["outcome"] in ("completed", "truncated"):
+        score = rec.get("score")
+        return isinstance(score, (int, float)) and not isinstance(score, bool) and isinstance(rec.get("passed"), bool)
+    return True
 
 
 def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
@@ -135,6 +148,8 @@ class RunStore:
                 key = (rec["task_id"], int(rec["sample"]))
             except (ValueError, KeyError, TypeError):
                 continue  # a torn line from a killed process
+            if not _is_record(rec):
+                continue  # damaged: the rollout runs again
             if key in done:
                 continue
             if rec.get("outcome") in ERROR_OUTCOMES:
@@ -202,7 +217,7 @@ class RunStore:
                         rec = orjson.loads(line)
                     except orjson.JSONDecodeError:
                         continue  # torn last line of a killed run
-                    if isinstance(rec, dict) and {"task_id", "sample", "outcome"} <= rec.keys():
+                    if _is_record(rec):
                         yield rec  # anything else is damage, skipped as --resume drops it
 
     def write_summary(self, summary: dict[str, Any]) -> None:
