@@ -166,30 +166,44 @@ def parse_preference(text: str) -> int | None:
 
 
 # ----------------------------------------------------------------------------------- rendering
-def render_transcript(messages: Sequence[Message | Mapping[str, Any]], *, max_chars: int = 6000,
-                      tool_chars: int = 240) -> str:
-    """A compact, judge-readable transcript (no system prompt; tool results shortened)."""
+def _call_json(name: str, args: Any) -> str:
+    return f"{name}({args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})"
+
+
+def render_transcript(messages: Sequence[Message | Mapping[str, Any]], *, max_chars: int | None = 6000,
+                      tool_chars: int = 240, call: Callable[[str, Any], str] | None = None,
+                      result: Callable[[str, str], str] | None = None) -> str:
+    """A compact, judge-readable transcript (no system prompt; tool results shortened).
+
+    An environment may shape its own lines: ``call(name, arguments)`` the text after
+    ``AGENT CALLS`` (default ``name({json})``), ``result(tool_name, content)`` a whole tool-result
+    line (default ``TOOL RESULT (name): content`` cut at ``tool_chars``). ``max_chars=None``:
+    never cut the transcript.
+    """
     lines: list[str] = []
+    names: dict[str, str] = {}  # tool call id -> tool name, for results that do not carry it
     for m in messages:
         d = m.to_dict() if isinstance(m, Message) else dict(m)
         role, content = d.get("role"), (d.get("content") or "").strip()
         content = content.replace("=== ", "== ")
-        if role == "system":
-            continue
         if role == "user":
             lines.append(f"CUSTOMER: {content}")
         elif role == "assistant":
             if content:
                 lines.append(f"AGENT: {content}")
             for c in d.get("tool_calls") or []:
-                args = c.get("arguments")
-                args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-                lines.append(f"AGENT CALLS {c.get('name')}({args})")
+                names[c.get("id", "")] = c.get("name", "")
+                lines.append(f"AGENT CALLS {(call or _call_json)(c.get('name'), c.get('arguments'))}")
         elif role == "tool":
-            short = content if len(content) <= tool_chars else content[: tool_chars - 3] + "..."
-            lines.append(f"TOOL RESULT ({d.get('name') or 'tool'}): {short}")
+            name = d.get("name") or names.get(d.get("tool_call_id") or "", "")
+            if result is not None:
+                lines.append(result(name, content))
+            else:
+                short = content if len(content) <= tool_chars else content[: tool_chars - 3] + "..."
+                lines.append(f"TOOL RESULT ({name or 'tool'}): {short}")
     text = "\n".join(lines)
-    return text if len(text) <= max_chars else "[... earlier turns omitted ...]\n" + text[-max_chars:]
+    return text if max_chars is None or len(text) <= max_chars else (
+        "[... earlier turns omitted ...]\n" + text[-max_chars:])
 
 
 _SYSTEM = ("You are a careful, strict evaluator of conversations. Judge only what the transcript shows. "

@@ -40,6 +40,7 @@ from ...grading import (
     StateDiffSpec,
     Update,
     grade_state_diff,
+    render_transcript,
     satisfies,
 )
 from .customer import is_affirmative
@@ -102,32 +103,20 @@ def _brief(name: str, content: str) -> str:
     return "variants: " + "; ".join(f"{v.get('sku')} stock {v.get('stock')}" for v in d.get("variants", []))
 
 
+def _call_kv(name: str, args: Any) -> str:
+    if isinstance(args, str):
+        try:
+            args = json.loads(args or "{}")
+        except ValueError:
+            pass
+    shown = ", ".join(f"{k}={v}" for k, v in args.items() if k != "note") if isinstance(args, dict) else str(args)[:120]
+    return f"{name}({shown})"
+
+
 def render(messages: Sequence[Message | Mapping[str, Any]]) -> str:
     """A compact transcript for the judge: tool calls as ``name(k=v)``, tool results in one line."""
-    lines: list[str] = []
-    names: dict[str, str] = {}
-    for m in messages:
-        d = m.to_dict() if isinstance(m, Message) else dict(m)
-        role, content = d.get("role"), (d.get("content") or "").strip().replace("=== ", "== ")
-        if role == "user":
-            lines.append(f"CUSTOMER: {content}")
-        elif role == "assistant":
-            if content:
-                lines.append(f"AGENT: {content}")
-            for c in d.get("tool_calls") or []:
-                names[c.get("id", "")] = c.get("name", "")
-                args = c.get("arguments")
-                if isinstance(args, str):
-                    try:
-                        args = json.loads(args or "{}")
-                    except ValueError:
-                        pass
-                shown = (", ".join(f"{k}={v}" for k, v in args.items() if k != "note")
-                         if isinstance(args, dict) else str(args)[:120])
-                lines.append(f"AGENT CALLS {c.get('name')}({shown})")
-        elif role == "tool":
-            lines.append(f"RESULT: {_brief(d.get('name') or names.get(d.get('tool_call_id') or '', ''), content)}")
-    return "\n".join(lines)
+    return render_transcript(messages, max_chars=None, call=_call_kv,
+                             result=lambda name, content: f"RESULT: {_brief(name, content)}")
 
 
 def _close_to(x: float) -> Any:
