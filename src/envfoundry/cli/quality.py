@@ -190,17 +190,12 @@ def calibrate_cmd(
 
 def _first_error(out: Path) -> str:
     """The first error recorded in a calibration's round stores: ``outcome: last line``."""
-    import json
+    from ..rollout.store import RunStore
 
-    for path in sorted(out.glob("round-*/trajectories.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec.get("error"):
-                    return f"{rec.get('outcome')}: {rec['error'].strip().splitlines()[-1]}"
+    for d in sorted(p.parent for p in out.glob("round-*/manifest.json")):
+        for rec in RunStore.open(d).records():
+            if rec.get("error"):
+                return f"{rec['outcome']}: {rec['error'].strip().splitlines()[-1]}"
     return ""
 
 

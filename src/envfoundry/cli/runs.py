@@ -67,12 +67,15 @@ def run_cmd(
     from ..display import RichProgress, summary_table
     from ..rollout.run import evaluate
 
-    if resume and out is None:
-        raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
-    if resume and env is None and env_opt is None:  # the stored run knows its environment
+    stored_run = None
+    if resume:
+        if out is None:
+            raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
         from ..rollout.store import RunStore
 
-        env = RunStore.open(out).manifest.env_spec
+        stored_run = RunStore.open(out).manifest
+        if env is None and env_opt is None:  # the stored run knows its environment
+            env = stored_run.env_spec
     spec = _env_spec(env, env_opt)
     if limit is not None and limit < 0:
         raise UsageError(f"--limit must be >= 0, got {limit}")
@@ -81,10 +84,8 @@ def run_cmd(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
         out = Path("runs") / f"{name}-{stamp}"
-    if resume:  # the stored run decides; options that would change it are refused, not ignored
-        from ..rollout.store import RunStore
-
-        m = RunStore.open(out).manifest
+    if stored_run is not None:  # the stored run decides; options that would change it are refused, not ignored
+        m = stored_run
         given = {"--samples": (samples, m.samples), "--seed": (seed, m.seed), "--limit": (limit, m.limit),
                  "--task-seed": (task_seed, m.task_seed), "--timeout": (timeout, m.timeout_s),
                  "--max-turns": (max_turns, m.max_turns), "--split": (split, m.split)}
