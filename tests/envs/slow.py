@@ -62,3 +62,20 @@ def make_buggy_reset() -> Environment:
 
 
 not_an_env = 42
+
+
+def make_dies(marker: str) -> Environment:
+    """Like ``slow``, but a process grading task 7 dies (``os._exit``) while ``marker`` exists:
+    a worker process lost in the middle of a run."""
+    import os
+    from pathlib import Path
+
+    def grade(g) -> Score:
+        if g.task.data["i"] == 7 and Path(marker).exists():
+            os._exit(3)
+        return _slow_grade(g)
+
+    return Environment(
+        name="dies", tasks=_tasks(40, "dies"), graders=grade,
+        reference=lambda ep: Message("assistant", str(ep.task.data["i"])), max_turns=1,
+    )

@@ -55,6 +55,10 @@ def run_cmd(
     limit: Annotated[int | None, typer.Option(help="first N tasks of the split")] = None,  # noqa: UP007
     samples: Annotated[Optional[int], typer.Option(help="rollouts per task, a GRPO group (default: 1)")] = None,
     concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
+    workers: Annotated[
+        int, typer.Option(help="processes sharing the rollouts (for fast model servers: one process's CPU is the "
+                          "limit); concurrency is split among them")
+    ] = 1,
     seed: Annotated[Optional[int], typer.Option(help="run seed, tasks and rollouts (default: 0)")] = None,
     task_seed: Annotated[int | None, typer.Option(help="task source seed (default: --seed)")] = None,  # noqa: UP007
     timeout: Annotated[float | None, typer.Option(help="seconds per rollout")] = None,  # noqa: UP007
@@ -103,7 +107,7 @@ def run_cmd(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,
         concurrency=concurrency, seed=seed, task_seed=task_seed, timeout_s=timeout,
         max_turns=max_turns, resume=resume, progress=progress, env_args=_env_args(env_arg),
-        calibration=calibration,
+        calibration=calibration, workers=workers,
         model_options={
             "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
             "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": model_seed},

@@ -83,6 +83,8 @@ class Environment:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.name = name
         self.version = version
+        #: (spec, args) when made by :func:`envfoundry.load`; worker processes load it again from these
+        self.loaded_from: tuple[str, dict[str, str]] | None = None
         self.description = description
         self.splits = tuple(splits)
         self.max_turns = max_turns

@@ -80,8 +80,15 @@ def load(spec: str, args: dict[str, str] | None = None) -> Environment:
     """Load an environment by built-in name, ``path/to/file.py:factory`` or ``pkg.module:attr``.
 
     ``args`` are passed to the factory as keyword arguments (``--env-arg key=value`` on the CLI),
-    e.g. ``load("math", {"levels": "1,2"})``.
+    e.g. ``load("math", {"levels": "1,2"})``. The result remembers both in ``env.loaded_from``,
+    so worker processes can load the same environment.
     """
+    env = _load(spec, args)
+    env.loaded_from = (spec, dict(args or {}))
+    return env
+
+
+def _load(spec: str, args: dict[str, str] | None) -> Environment:
     if spec in BUILTIN:
         spec_target = BUILTIN[spec]
     else:

@@ -47,6 +47,13 @@ class LocalPolicy:
         )
         await self._policy.start()
 
+    def for_worker(self) -> OpenAIPolicy:
+        """What a worker process runs (``rollout.pool``): a client of this policy's started server,
+        so any number of workers share one llama.cpp server."""
+        if self._policy is None:
+            raise RuntimeError("LocalPolicy.for_worker() before start()")
+        return self._policy.for_worker()
+
     async def close(self) -> None:
         try:
             if self._policy is not None:

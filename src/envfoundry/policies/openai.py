@@ -40,6 +40,7 @@ import asyncio
 import datetime as _dt
 import email.utils
 import json
+import pickle
 import random
 import re
 from typing import Any, Literal
@@ -197,6 +198,20 @@ class OpenAIPolicy:
             timeout=aiohttp.ClientTimeout(total=self.retry.request_timeout_s),
             headers=headers,
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for worker processes: without the session (a worker opens its own) and caches."""
+        state = self.__dict__.copy()
+        state["_session"] = None
+        state["_tools_text"] = {}
+        return state
+
+    def for_worker(self, concurrency: int | None = None) -> OpenAIPolicy:
+        """A copy for a worker process (``rollout.pool``): same server and options, no session."""
+        pol: OpenAIPolicy = pickle.loads(pickle.dumps(self))
+        if concurrency is not None:
+            pol.concurrency = concurrency
+        return pol
 
     async def close(self) -> None:
         session, self._session = self._session, None

@@ -16,6 +16,7 @@ from ..core.errors import StoreError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
 from .engine import RolloutConfig, iter_jobs, run_all
+from .pool import run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
 from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
 from .summary import summarize
@@ -87,6 +88,7 @@ async def evaluate_async(
     task_ids: Sequence[str] | None = None,
     sample_offset: int = 0,
     calibration: str | Path | None = None,
+    workers: int = 1,
 ) -> Run:
     """Run ``samples`` rollouts of each selected task and store them under ``out``.
 
@@ -99,8 +101,13 @@ async def evaluate_async(
     later round of the same tasks gets fresh rollout seeds (``calibrate`` uses both).
     ``split="calibrated"`` with ``calibration`` (a calibrate output directory or its
     ``calibrated_split.json``) runs the tasks listed there.
+    ``workers`` > 1 shares the rollouts among that many processes (see :mod:`.pool`); the
+    environment must then be a spec or come from :func:`envfoundry.load`.
     """
     from ..envs import load
+
+    if workers < 1:
+        raise UsageError(f"workers must be >= 1, got {workers}")
 
     env_spec = env if isinstance(env, str) else env.name
     if resume:
@@ -131,11 +138,15 @@ async def evaluate_async(
                 f"{m.env} (e.g. {missing[0]}); the environment changed"
             )
         tasks = [by_id[t] for t in m.task_ids]
+        source = (m.env_spec, m.env_args) if isinstance(env, str) else getattr(env_obj, "loaded_from", None)
+        if workers > m.concurrency:
+            raise UsageError(f"workers ({workers}) must not exceed the run's concurrency ({m.concurrency})")
         cfg = RolloutConfig(samples=m.samples, concurrency=m.concurrency, seed=m.seed,
                             timeout_s=m.timeout_s, max_turns=m.max_turns)
         done = store.prepare_resume()
     else:
         env_obj = load(env, env_args) if isinstance(env, str) else env
+        source = getattr(env_obj, "loaded_from", None)
         ts = seed if task_seed is None else task_seed
         if sample_offset < 0:
             raise UsageError(f"sample_offset must be >= 0, got {sample_offset}")
@@ -148,6 +159,7 @@ async def evaluate_async(
                                 timeout_s=timeout_s, max_turns=max_turns)
         except ValueError as e:
             raise UsageError(str(e)) from None
+        split_concurrency(concurrency, workers)  # before anything is written
         policy = _policy_from(model, model_options)
         manifest = RunManifest(
             env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, env_args=env_args or {},
@@ -161,6 +173,9 @@ async def evaluate_async(
         store = RunStore.create(out, manifest)
         done = {}
 
+    if workers > 1 and source is None:
+        raise UsageError(f"workers > 1 needs an environment given by name or file spec, or made by "
+                         f"envfoundry.load(); {env_obj.name!r} was built in this process only")
     total = len(tasks) * cfg.samples
     if progress is not None:
         progress.start(total, len(done))
@@ -173,6 +188,12 @@ async def evaluate_async(
         if progress is not None:
             progress.advance(rec)
 
+    def on_line(line: bytes, lt: dict[str, Any]) -> None:  # a record from a worker process
+        store.append_line(line)
+        light.append(lt)
+        if progress is not None:
+            progress.advance(lt)
+
     async def flusher() -> None:  # bounds how long a finished record waits in the buffer
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
@@ -182,7 +203,13 @@ async def evaluate_async(
     try:
         await policy.start()
         offset = store.manifest.sample_offset
-        await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record)
+        jobs = iter_jobs(tasks, cfg.samples, done, offset=offset)
+        if workers > 1:
+            assert source is not None
+            await run_pool(source, (env_obj.name, env_obj.version), list(jobs), policy, cfg, workers, on_line,
+                           _light)
+        else:
+            await run_all(env_obj, jobs, policy, cfg, on_record)
     finally:
         flush_task.cancel()
         try:

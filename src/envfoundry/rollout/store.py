@@ -35,6 +35,14 @@ _ORJSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 ERROR_OUTCOMES = frozenset({"policy_error", "env_error", "grader_error"})
 
 
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One record as its line in ``trajectories.jsonl`` (JSON, newline-terminated)."""
+    try:  # string keys (the usual case) take orjson's fast path, about twice as fast
+        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # e.g. integer keys in task metadata
+        return orjson.dumps(record, default=str, option=_ORJSON_OPTS)
+
+
 class RunManifest(BaseModel):
     """What defines a run; enough to resume it and to reproduce it."""
 
@@ -184,10 +192,10 @@ class RunStore:
     # ------------------------------------------------------------- records
     def append(self, record: dict[str, Any]) -> None:
         """Queue one record; written within ``FLUSH_INTERVAL_S`` (see :meth:`flush`)."""
-        try:  # string keys (the usual case) take orjson's fast path, about twice as fast
-            line = orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
-        except TypeError:  # e.g. integer keys in task metadata
-            line = orjson.dumps(record, default=str, option=_ORJSON_OPTS)
+        self.append_line(encode_record(record))
+
+    def append_line(self, line: bytes) -> None:
+        """Queue one record already encoded by :func:`encode_record` (a worker process did it)."""
         self._buf.append(line)
         if len(self._buf) >= FLUSH_RECORDS or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
             self.flush()

@@ -1,0 +1,290 @@
+"""The process-pool backend: the same engine in N worker processes, one run store in the parent.
+
+One Python process can only keep so many rollouts per second in flight: against a fast model
+server the client's own CPU (HTTP, episodes, graders, records) is the limit. With ``workers=N``
+the jobs are shared by N processes started with ``spawn``, each running :func:`run_all` with its
+own event loop and policy client at ``concurrency / N`` in flight. Results do not depend on the
+split: every rollout's seed is a hash of (run seed, task id, sample), whichever process runs it.
+
+- **Jobs** are claimed one at a time from a shared counter, so a slow multi-turn rollout never
+  holds back a queue of others.
+- **Records** are serialised in the worker (the same bytes the store would write) and sent to the
+  parent in batches over a pipe; the parent appends them to the run store and the summary. A
+  record reaches the store only once its batch arrives, so a killed run loses at most the last
+  batches in flight, and ``--resume`` runs those rollouts again.
+- **Stopping**: on cancellation (Ctrl-C) the parent takes the remaining jobs off the counter and
+  tells each worker to cancel its rollouts and send what has finished; a worker that does not
+  answer within ``STOP_GRACE_S`` is terminated. A worker that dies ends the run with an error
+  that names it; the records already stored are kept.
+
+Workers load the environment by its spec (a built-in name or ``file.py:factory``) and must get
+the same name and version as the parent. The policy travels by pickle, after
+``policy.for_worker()`` when it has one (``local`` hands out a client of the server it started,
+so N workers share one llama.cpp server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import pickle
+import signal
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..core.env import format_exception
+from ..core.errors import EnvfoundryError, UsageError
+from ..core.policy import Policy
+from ..core.task import Task
+from .engine import RolloutConfig, run_all
+from .store import encode_record
+
+#: (encoded record line, the record's light fields) for each finished rollout
+OnLine = Callable[[bytes, dict[str, Any]], None]
+Light = Callable[[dict[str, Any]], dict[str, Any]]
+
+SEND_RECORDS = 64  # a worker sends its finished records in batches of this many...
+SEND_INTERVAL_S = 0.05  # ...or at least this often
+STOP_GRACE_S = 5.0
+
+
+class WorkerError(EnvfoundryError):
+    """A worker process failed: it could not start, or it died before finishing its jobs."""
+
+
+def split_concurrency(concurrency: int, workers: int) -> list[int]:
+    """Rollouts in flight per worker: ``concurrency`` shared as evenly as possible."""
+    if workers < 1:
+        raise UsageError(f"workers must be >= 1, got {workers}")
+    if workers > concurrency:
+        raise UsageError(f"workers ({workers}) must not exceed concurrency ({concurrency}): each worker "
+                         "keeps at least one rollout in flight")
+    q, r = divmod(concurrency, workers)
+    return [q + (i < r) for i in range(workers)]
+
+
+def worker_policy(policy: Policy) -> Policy:
+    """The picklable policy a worker process runs (``policy.for_worker()`` when defined)."""
+    fn = getattr(policy, "for_worker", None)
+    pol = fn() if callable(fn) else policy
+    try:
+        pickle.dumps(pol)
+    except Exception as e:  # noqa: BLE001 - anything unpicklable
+        raise UsageError(f"policy {getattr(policy, 'name', policy)!r} cannot be sent to worker processes "
+                         f"({type(e).__name__}: {e}); use workers=1") from None
+    return pol
+
+
+async def run_pool(
+    env_source: tuple[str, dict[str, str]],
+    env_id: tuple[str, str],
+    jobs: Sequence[tuple[Task, int]],
+    policy: Policy,
+    cfg: RolloutConfig,
+    workers: int,
+    on_line: OnLine,
+    light: Light,
+) -> None:
+    """Run ``jobs`` in ``workers`` processes; ``on_line`` receives each finished record.
+
+    ``env_source`` is (spec, args) for :func:`envfoundry.load` in the workers; ``env_id`` the
+    (name, version) they must find. ``policy`` must be started already (a ``local`` server).
+    """
+    shares = split_concurrency(cfg.concurrency, workers)
+    if not jobs:
+        return
+    pol = worker_policy(policy)
+    ctx = _context()
+    tasks, index = _compact(jobs)
+    counter = ctx.Value("q", 0)  # index of the next unclaimed job
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    procs: list[Any] = []
+    conns: list[Connection] = []
+    pending = set(range(workers))
+    failure: list[str] = []
+
+    def settle() -> None:
+        if not pending and not finished.done():
+            finished.set_result(None)
+
+    def on_readable(i: int) -> None:
+        conn = conns[i]
+        try:
+            while conn.poll():
+                kind, payload = conn.recv()
+                if kind == "recs":
+                    for line, lt in payload:
+                        on_line(line, lt)
+                elif kind == "done":
+                    pending.discard(i)
+                    loop.remove_reader(conn.fileno())
+                    settle()
+                    return
+                elif kind == "error":
+                    failure.append(f"worker {i}: {payload}")
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            if i in pending:
+                pending.discard(i)
+                procs[i].join(1.0)
+                code = procs[i].exitcode
+                if not failure:
+                    failure.append(f"worker {i} (pid {procs[i].pid}) exited with code {code} before finishing its "
+                                   "rollouts; the stored records are kept and --resume runs the rest")
+                with counter.get_lock():  # nobody starts anything new after a failure
+                    counter.value = len(jobs)
+                for j in pending:
+                    with contextlib.suppress(OSError):
+                        conns[j].send(("stop", None))
+            settle()
+
+    try:
+        for i, share in enumerate(shares):
+            parent, child = ctx.Pipe(duplex=True)
+            wcfg = replace(cfg, concurrency=share)
+            p = ctx.Process(target=_worker_main, name=f"envfoundry-worker-{i}", daemon=True,
+                            args=(child, env_source, env_id, pol, tasks, index, wcfg, counter, light))
+            p.start()
+            child.close()
+            procs.append(p)
+            conns.append(parent)
+            loop.add_reader(parent.fileno(), on_readable, i)
+        await finished
+    except asyncio.CancelledError:
+        with counter.get_lock():
+            counter.value = len(jobs)
+        for i in list(pending):
+            with contextlib.suppress(OSError):
+                conns[i].send(("stop", None))
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            async with asyncio.timeout(STOP_GRACE_S):  # let workers hand over what finished
+                await asyncio.shield(finished)
+        raise
+    finally:
+        for c in conns:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(c.fileno())
+        for p in procs:
+            p.join(STOP_GRACE_S if not failure else 1.0)
+            if p.is_alive():
+                p.terminate()
+                p.join(2.0)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for c in conns:
+            c.close()
+    if failure:
+        raise WorkerError(failure[0])
+
+
+# ----------------------------------------------------------------- in the worker
+def _context() -> Any:
+    """``forkserver`` where there is one: after the first run, a worker starts in milliseconds
+    instead of importing envfoundry afresh (``spawn``, the fallback, takes ~0.4 s). Never plain
+    ``fork``: the parent runs an event loop and maybe threads."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["envfoundry.rollout.pool", "envfoundry.policies.openai"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _compact(jobs: Sequence[tuple[Task, int]]) -> tuple[list[Task], array[int]]:
+    """The distinct tasks, and each job as (index into them, sample) in a flat array: cheap to
+    send to every worker however many samples there are."""
+    tasks: list[Task] = []
+    where: dict[int, int] = {}
+    index: array[int] = array("q")
+    for task, sample in jobs:
+        i = where.get(id(task))
+        if i is None:
+            i = where[id(task)] = len(tasks)
+            tasks.append(task)
+        index.append(i)
+        index.append(sample)
+    return tasks, index
+
+
+def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
+                 policy: Policy, tasks: list[Task], index: array[int], cfg: RolloutConfig, counter: Any,
+                 light: Light) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a Ctrl-C ends the run
+    try:
+        asyncio.run(_worker(conn, env_source, env_id, policy, tasks, index, cfg, counter, light))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
+        with contextlib.suppress(OSError):
+            conn.send(("error", e.args[0] if isinstance(e, EnvfoundryError) and e.args else format_exception(e)))
+        raise SystemExit(1) from None
+    conn.send(("done", None))
+    conn.close()
+
+
+async def _worker(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
+                  policy: Policy, tasks: list[Task], index: array[int], cfg: RolloutConfig, counter: Any,
+                  light: Light) -> None:
+    from ..envs import load
+
+    env = load(*env_source)
+    if (env.name, env.version) != env_id:
+        raise WorkerError(f"environment {env_source[0]!r} loads as {env.name} {env.version} in a worker process, "
+                          f"not {env_id[0]} {env_id[1]}; a built-in or file environment is needed for workers > 1")
+    n = len(index) // 2
+
+    def claim() -> Iterator[tuple[Task, int]]:  # one job at a time from the shared counter
+        while True:
+            with counter.get_lock():
+                i = counter.value
+                if i >= n:
+                    return
+                counter.value = i + 1
+            yield tasks[index[2 * i]], index[2 * i + 1]
+
+    batch: list[tuple[bytes, dict[str, Any]]] = []
+
+    def send() -> None:
+        if batch:
+            conn.send(("recs", batch.copy()))
+            batch.clear()
+
+    def on_record(rec: dict[str, Any]) -> None:
+        batch.append((encode_record(rec), light(rec)))
+        if len(batch) >= SEND_RECORDS:
+            send()
+
+    async def sender() -> None:
+        while True:
+            await asyncio.sleep(SEND_INTERVAL_S)
+            send()
+
+    loop = asyncio.get_running_loop()
+    await policy.start()
+    main = asyncio.ensure_future(run_all(env, claim(), policy, cfg, on_record))
+
+    def on_parent() -> None:  # "stop": cancel what is in flight, keep what finished
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            msg = ("stop", None)
+        if msg[0] == "stop":
+            loop.remove_reader(conn.fileno())
+            main.cancel()
+
+    loop.add_reader(conn.fileno(), on_parent)
+    flusher = asyncio.ensure_future(sender())
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+    finally:
+        flusher.cancel()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(conn.fileno())
+        try:
+            await policy.close()
+        finally:
+            send()

@@ -1,0 +1,208 @@
+"""The process-pool backend (``workers`` > 1): same records as one process, real model calls from
+workers, a worker that dies, cancellation without orphans, and the refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import envfoundry
+from envfoundry import Environment, Message, Score, Task, UsageError
+from envfoundry.policies.openai import OpenAIPolicy, SamplingOptions
+from envfoundry.rollout.pool import WorkerError, split_concurrency
+from envfoundry.rollout.run import Run, evaluate_async
+from envfoundry.testing import StubServer
+from tests.conftest import TEST_ENVS, cli
+
+ANSWERS = {t.prompt: t.data["answer"] for t in envfoundry.load("math").tasks("test")[:100]}
+
+
+def math_reply(body: dict) -> str:
+    """The right answer to the question asked: the stub plays a perfect model."""
+    question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    return f"<answer>{ANSWERS[question]}</answer>"
+
+SLOW = f"{TEST_ENVS / 'slow.py'}:make_slow"
+DIES = f"{TEST_ENVS / 'slow.py'}:make_dies"
+
+
+def _key(rec: dict) -> tuple:
+    return (rec["task_id"], rec["sample"], rec["seed"], rec["outcome"], rec["score"], rec["passed"],
+            json.dumps(rec["messages"], sort_keys=True), rec["turns"])
+
+
+def _records(path: Path) -> list[dict]:
+    return list(Run.open(path).records())
+
+
+def test_split_concurrency():
+    assert split_concurrency(64, 3) == [22, 21, 21]
+    assert split_concurrency(5, 5) == [1] * 5
+    with pytest.raises(UsageError, match="must not exceed concurrency"):
+        split_concurrency(2, 3)
+    with pytest.raises(UsageError, match=">= 1"):
+        split_concurrency(8, 0)
+
+
+@pytest.mark.parametrize("env,model", [("math", "scripted:oracle"), ("shop", "scripted:random")])
+def test_workers_store_the_same_rollouts_as_one_process(tmp_path, env, model):
+    one = envfoundry.evaluate(env, model=model, out=tmp_path / "one", limit=12, samples=3, concurrency=6)
+    three = envfoundry.evaluate(env, model=model, out=tmp_path / "three", limit=12, samples=3, concurrency=6,
+                                workers=3)
+    a, b = _records(tmp_path / "one"), _records(tmp_path / "three")
+    assert len(b) == 36 == len({(r["task_id"], r["sample"]) for r in b})
+    assert sorted(map(_key, a)) == sorted(map(_key, b))  # seeds hash (task, sample): the split changes nothing
+    drop = ("mean_turns",)  # identical anyway; timings are not in the summary
+    assert {k: v for k, v in one.summary.items() if k not in drop} == \
+        {k: v for k, v in three.summary.items() if k not in drop}
+    assert three.summary["complete"] is True
+
+
+def test_workers_call_a_model_server(tmp_path):
+    async def go():
+        async with StubServer(reply=math_reply, keep_requests=True) as srv:
+            pol = OpenAIPolicy("stub-model", base_url=srv.base_url, sampling=SamplingOptions(max_tokens=16))
+            run = await evaluate_async(envfoundry.load("math"), model=pol, out=tmp_path / "r", limit=20, samples=2,
+                                       concurrency=8, workers=2)
+            return run, len(srv.requests)
+
+    run, n_requests = asyncio.run(go())
+    s = run.summary
+    assert s["n_trajectories"] == 40 and s["outcomes"]["completed"] == 40 and s["pass_rate"] == 1.0
+    assert n_requests == 40 and s["completion_tokens"] > 0
+    recs = _records(tmp_path / "r")
+    assert all(r["usage"]["completion_tokens"] > 0 and r["policy_info"] for r in recs)
+
+
+def test_a_dead_worker_is_an_error_and_resume_finishes(tmp_path):
+    marker = tmp_path / "die"
+    marker.touch()
+    out = tmp_path / "run"
+    with pytest.raises(WorkerError, match=r"exited with code 3 .*--resume runs the rest"):
+        envfoundry.evaluate(DIES, env_args={"marker": str(marker)}, model="scripted:oracle", out=out, samples=2,
+                            concurrency=4, workers=2)
+    before = _records(out)
+    assert len(before) < 80 and all(r["outcome"] == "completed" for r in before)
+    assert json.loads((out / "summary.json").read_text())["complete"] is False
+    assert not multiprocessing.active_children()
+    marker.unlink()
+    run = envfoundry.evaluate(DIES, model="scripted:oracle", out=out, resume=True, workers=2)
+    recs = _records(out)
+    assert run.summary["complete"] and len(recs) == 80 == len({(r["task_id"], r["sample"]) for r in recs})
+
+
+def test_cancel_stops_workers_and_keeps_finished_rollouts(tmp_path):
+    out = tmp_path / "run"
+
+    async def go():
+        async with StubServer(reply=math_reply, delay_s=0.05) as srv:
+            def run(**kw):
+                pol = OpenAIPolicy("stub-model", base_url=srv.base_url)
+                return evaluate_async(envfoundry.load("math"), model=pol, out=out, **kw)
+
+            job = asyncio.ensure_future(run(limit=100, samples=4, concurrency=8, workers=2))
+            traj = out / "trajectories.jsonl"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (not traj.exists() or traj.stat().st_size == 0):
+                await asyncio.sleep(0.02)
+            t = time.monotonic()
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+            assert time.monotonic() - t < 10
+            assert not multiprocessing.active_children()
+            recs = _records(out)
+            assert 0 < len(recs) < 400 and all(r["outcome"] == "completed" for r in recs)
+            return await run(resume=True, workers=4)
+
+    run = asyncio.run(go())
+    recs = _records(out)
+    assert run.summary["complete"] and len({(r["task_id"], r["sample"]) for r in recs}) == 400 == len(recs)
+
+
+def _descendants(pid: int) -> set[int]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.add(k)
+            todo.append(k)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_ctrl_c_with_workers_leaves_no_process(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "--env", SLOW, "--samples", "8",
+                          "--concurrency", "4", "--workers", "2", "--out", str(out), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+    traj = out / "trajectories.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not traj.exists() or traj.stat().st_size < 1000):
+        time.sleep(0.01)
+    family = _descendants(p.pid)
+    assert len(family) >= 3  # the forkserver and two workers
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    time.sleep(0.5)
+    alive = [q for q in family if Path(f"/proc/{q}").exists()
+             and (Path(f"/proc/{q}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")]
+    assert not alive, alive
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] is False and s["n_trajectories"] == len(_records(out)) > 0
+    r = cli("run", "--out", str(out), "--resume", "--workers", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "summary.json").read_text())["n_trajectories"] == 800
+
+
+def test_refusals(tmp_path):
+    r = cli("run", "math", "--workers", "0", "--out", str(tmp_path / "a"))
+    assert r.returncode == 2 and "workers must be >= 1" in r.stdout + r.stderr
+    r = cli("run", "math", "--workers", "5", "--concurrency", "2", "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "must not exceed concurrency" in r.stdout + r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    own = Environment(name="own", tasks=lambda split, seed: [Task(env="own", env_version="1", split=split,
+                                                                   prompt="say 1", data={})],
+                      graders=lambda g: Score(1.0), reference=lambda ep: Message("assistant", "1"))
+    with pytest.raises(UsageError, match="built in this process only"):
+        envfoundry.evaluate(own, model="scripted:oracle", out=tmp_path / "c", concurrency=2, workers=2)
+
+    class Unpicklable:
+        name = "unpicklable"
+
+        def __init__(self):
+            self.lock = __import__("threading").Lock()
+
+        def describe(self):
+            return {"spec": "test:unpicklable"}
+
+        async def start(self): ...
+        async def close(self): ...
+        async def act(self, ep): ...
+
+    with pytest.raises(UsageError, match="cannot be sent to worker processes"):
+        envfoundry.evaluate("math", model=Unpicklable(), out=tmp_path / "d", limit=2, concurrency=2, workers=2)
+
+
+def test_worker_env_mismatch_is_refused(tmp_path):
+    env = envfoundry.load("math")
+    env.version = "9.9.9"  # changed after loading: a worker would load another environment
+    with pytest.raises(WorkerError, match="loads as math"):
+        envfoundry.evaluate(env, model="scripted:oracle", out=tmp_path / "r", limit=4, concurrency=2, workers=2)
