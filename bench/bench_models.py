@@ -2,12 +2,17 @@
 
     python bench/bench_models.py            # both parts
     python bench/bench_models.py --no-local # only the stub-server part
+    python bench/bench_models.py --no-local --latency-ms 0 --workers 2,4,8   # engine workers on a big machine
     python bench/bench_models.py --breakdown  # where the engine's client CPU goes, layer by layer
 
 1. Engine vs raw: an instant OpenAI-compatible stub server runs in its own process on 127.0.0.1.
    Baseline: plain aiohttp, one shared session, 64 requests in flight, the same request body the
-   engine sends. Then envfoundry's engine (OpenAIPolicy, math env, full run store) at
-   concurrency 64. Printed: both rates and their ratio (target >= 0.95). Then the same against
+   engine sends; in one process and in ``--workers`` processes (the 64 shared among them), and
+   the best of these is the baseline. Then envfoundry's engine (OpenAIPolicy, math env, full run
+   store) at concurrency 64, in one process and with ``--workers`` worker processes. Printed: the
+   rates and each engine's ratio to the baseline (target >= 0.95). One client process is
+   CPU-bound against an instant server, so on a machine with cores to spare both sides need
+   several; on 2 cores the server and the client already share the machine. Then the same against
    a stub that answers after ``--latency-ms`` (default 50 ms; a real model takes far longer),
    where what matters is whether the engine keeps 64 requests in flight.
 2. Local model: the embedded SmolLM2 llama.cpp server. Baseline: aiohttp straight at that
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import os
 import shutil
 import subprocess
@@ -33,6 +39,7 @@ import orjson
 
 import envfoundry
 from envfoundry.policies.openai import OpenAIPolicy, SamplingOptions
+from envfoundry.rollout.pool import split_concurrency
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -84,7 +91,34 @@ async def raw_rate(base_url: str, bodies: list[dict], concurrency: int) -> tuple
         return len(bodies) / (time.perf_counter() - t), tokens
 
 
-async def engine_rate(base_url: str, model: str, n: int, concurrency: int, max_tokens: int) -> tuple[float, int]:
+def _raw_proc(base_url: str, bodies: list[dict], concurrency: int, barrier, conn) -> None:
+    barrier.wait()  # all processes start together; their start-up is not timed
+    t = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes on Linux
+    asyncio.run(raw_rate(base_url, bodies, concurrency))
+    conn.send((t, time.perf_counter()))
+
+
+def raw_rate_procs(base_url: str, bodies: list[dict], concurrency: int, procs: int) -> float:
+    """Requests/s of plain aiohttp in ``procs`` processes (``concurrency`` in flight in all):
+    a single client process is CPU-bound against a fast server, so the best plain client may
+    need several, as the engine's workers do."""
+    if procs == 1:
+        return asyncio.run(raw_rate(base_url, bodies, concurrency))[0]
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(procs)
+    pipes = [ctx.Pipe(duplex=False) for _ in range(procs)]
+    ps = [ctx.Process(target=_raw_proc, args=(base_url, bodies[i::procs], c, barrier, pipes[i][1]))
+          for i, c in enumerate(split_concurrency(concurrency, procs))]
+    for p in ps:
+        p.start()
+    spans = [r.recv() for r, _ in pipes]
+    for p in ps:
+        p.join()
+    return len(bodies) / (max(b for _, b in spans) - min(a for a, _ in spans))
+
+
+async def engine_rate(base_url: str, model: str, n: int, concurrency: int, max_tokens: int,
+                      workers: int = 1) -> tuple[float, int]:
     d = Path(tempfile.mkdtemp())
     pol = OpenAIPolicy(model, base_url=base_url, concurrency=concurrency,
                        sampling=SamplingOptions(temperature=0.0, max_tokens=max_tokens))
@@ -92,9 +126,9 @@ async def engine_rate(base_url: str, model: str, n: int, concurrency: int, max_t
         env = envfoundry.load("math")
         tasks, samples = _shape(n)
         env.tasks("test")[:tasks]  # generate tasks outside the timed part, as for the baseline
-        t = time.perf_counter()
+        t = time.perf_counter()  # with workers, their start (fork, env load, session) is timed too
         run = await envfoundry.evaluate_async(env, model=pol, out=d / "run", limit=tasks, samples=samples,
-                                              concurrency=concurrency)
+                                              concurrency=concurrency, workers=workers)
         dt = time.perf_counter() - t
         assert run.summary["n_errors"] == 0, run.summary
         return run.summary["n_trajectories"] / dt, run.summary["completion_tokens"]
@@ -102,7 +136,7 @@ async def engine_rate(base_url: str, model: str, n: int, concurrency: int, max_t
         shutil.rmtree(d)
 
 
-def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0) -> None:
+def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0, workers: tuple[int, ...] = ()) -> None:
     cmd = [sys.executable, __file__, "--serve", "--latency-ms", str(latency_ms)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
@@ -111,21 +145,35 @@ def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0) -
         env = envfoundry.load("math")
         bodies = _bodies(env, n, "stub-model", 256)
         n = len(bodies)  # what the engine runs too: tasks x samples
+        counts = sorted({1, *workers})
         asyncio.run(raw_rate(base_url, bodies[:500], concurrency))  # warm-up
-        raws, engs = [], []
+        for w in counts:  # warm-up, and the worker processes' fork server starts here
+            asyncio.run(engine_rate(base_url, "stub-model", min(n, 2000), concurrency, 256, w))
+        raws: dict[int, list[float]] = {w: [] for w in counts}
+        engs: dict[int, list[float]] = {w: [] for w in counts}
         for _ in range(rounds):  # interleaved, best of each: the machine is noisy
-            raws.append(asyncio.run(raw_rate(base_url, bodies, concurrency))[0])
-            engs.append(asyncio.run(engine_rate(base_url, "stub-model", n, concurrency, 256))[0])
-        raw, eng = max(raws), max(engs)
+            for w in counts:
+                raws[w].append(raw_rate_procs(base_url, bodies, concurrency, w))
+                engs[w].append(asyncio.run(engine_rate(base_url, "stub-model", n, concurrency, 256, w))[0])
+        raw = max(max(v) for v in raws.values())  # the baseline: the best plain client
+        best = max(counts, key=lambda w: max(engs[w]))
         what = "instant stub server" if not latency_ms else f"stub server answering after {latency_ms:g} ms"
-        print(f"{what} (own process), {n:,} requests, concurrency {concurrency}:")
-        print(f"  raw aiohttp             {raw:>10,.0f} req/s")
-        print(f"  envfoundry engine       {eng:>10,.0f} rollouts/s (math env, run store on disk)")
-        target = "   (target >= 0.95)" if not latency_ms else ""
-        print(f"  ratio engine / raw      {eng / raw:>10.3f}{target}")
+        print(f"{what} (one process), {n:,} requests, concurrency {concurrency}, best of {rounds}, "
+              f"{os.cpu_count()} cores:")
+        for w in counts:
+            print(f"  raw aiohttp, {_procs(w):<18} {max(raws[w]):>10,.0f} req/s")
+        for w in counts:
+            target = "   (target >= 0.95)" if not latency_ms and w == best else ""
+            label = _procs(w, "worker" if w > 1 else "process")
+            print(f"  envfoundry, {label:<19} {max(engs[w]):>10,.0f} rollouts/s   "
+                  f"ratio to the best raw {max(engs[w]) / raw:.3f}{target}")
     finally:
         p.terminate()
         p.wait()
+
+
+def _procs(n: int, what: str = "process") -> str:
+    return f"1 {what}" if n == 1 else f"{n} {what}es" if what == "process" else f"{n} {what}s"
 
 
 def _server_cpu_s(pid: int) -> float:
@@ -239,7 +287,12 @@ def bench_local(n: int, max_tokens: int, rounds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--requests", type=int, default=10000)
+    ap.add_argument("--requests", type=int, default=40000)
+    ap.add_argument("--latency-requests", type=int, default=10000, help="requests of the --latency-ms comparison")
+    ap.add_argument("--workers", default=str(max(2, min(8, (os.cpu_count() or 2) // 2))),
+                    help="also run the engine with these numbers of worker processes (comma-separated), against "
+                    "plain aiohttp in as many processes; the baseline is the best plain client (default: half the "
+                    "cores, 2 to 8; 1: one process only)")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--local-prompts", type=int, default=16)
@@ -256,9 +309,15 @@ def main() -> None:
     if a.breakdown:
         bench_breakdown(a.requests, a.concurrency, a.rounds)
         return
-    bench_stub(a.requests, a.concurrency, a.rounds)
+    try:
+        workers = tuple(int(w) for w in a.workers.split(","))
+    except ValueError:
+        ap.error(f"--workers takes numbers separated by commas, got {a.workers!r}")
+    if min(workers) < 1 or max(workers) > a.concurrency:
+        ap.error(f"--workers must be between 1 and --concurrency ({a.concurrency})")
+    bench_stub(a.requests, a.concurrency, a.rounds, workers=workers)
     if a.latency_ms:
-        bench_stub(a.requests, a.concurrency, a.rounds, a.latency_ms)
+        bench_stub(a.latency_requests, a.concurrency, a.rounds, a.latency_ms)
     if not a.no_local:
         bench_local(a.local_prompts, a.local_max_tokens, a.rounds)
 

@@ -99,7 +99,9 @@ async def run_pool(
         return
     pol = worker_policy(policy)
     ctx = _context()
-    tasks, index = _compact(jobs)
+    # pickled once and sent down each pipe after all workers started: as a Process argument it
+    # would be pickled per worker, and each start would wait for the previous child to read it
+    payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
     counter = ctx.Value("q", 0)  # index of the next unclaimed job
     loop = asyncio.get_running_loop()
     finished = loop.create_future()
@@ -148,12 +150,14 @@ async def run_pool(
             parent, child = ctx.Pipe(duplex=True)
             wcfg = replace(cfg, concurrency=share)
             p = ctx.Process(target=_worker_main, name=f"envfoundry-worker-{i}", daemon=True,
-                            args=(child, env_source, env_id, pol, tasks, index, wcfg, counter, light))
+                            args=(child, env_source, env_id, wcfg, counter, light))
             p.start()
             child.close()
             procs.append(p)
             conns.append(parent)
-            loop.add_reader(parent.fileno(), on_readable, i)
+        for i, conn in enumerate(conns):
+            conn.send_bytes(payload)
+            loop.add_reader(conn.fileno(), on_readable, i)
         await finished
     except asyncio.CancelledError:
         with counter.get_lock():
@@ -212,10 +216,10 @@ def _compact(jobs: Sequence[tuple[Task, int]]) -> tuple[list[Task], array[int]]:
 
 
 def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
-                 policy: Policy, tasks: list[Task], index: array[int], cfg: RolloutConfig, counter: Any,
-                 light: Light) -> None:
+                 cfg: RolloutConfig, counter: Any, light: Light) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a Ctrl-C ends the run
     try:
+        policy, tasks, index = pickle.loads(conn.recv_bytes())
         asyncio.run(_worker(conn, env_source, env_id, policy, tasks, index, cfg, counter, light))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         with contextlib.suppress(OSError):
