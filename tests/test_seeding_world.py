@@ -108,3 +108,32 @@ def test_pass_at_k_known_values():
     assert abs(pass_at_k(4, 1, 2) - 0.5) < 1e-12  # 1 - C(3,2)/C(4,2) = 1 - 3/6
     assert abs(pass_hat_k(4, 2, 2) - 1 / 6) < 1e-12
     assert wilson(0, 16)[1] > 0.19  # 0/16 still allows a ~20% pass rate
+
+
+_OUTCOMES = ["completed", "truncated", "policy_error", "env_error", "grader_error"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(_OUTCOMES), st.booleans(), st.integers(0, 50)),
+                max_size=60))
+def test_summary_counts_every_record_once(rows):
+    from envfoundry.rollout.summary import summarize
+
+    recs = [{"task_id": f"t{t}", "outcome": o, "score": float(ok) if o in _OUTCOMES[:2] else None,
+             "passed": ok if o in _OUTCOMES[:2] else None, "usage": {"completion_tokens": tok}}
+            for t, o, ok, tok in rows]
+    s = summarize(recs, samples=3)
+    scored = [r for r in recs if r["outcome"] in ("completed", "truncated")]
+    assert s["n_trajectories"] == len(recs) and s["n_scored"] == len(scored)
+    assert s["n_errors"] == len(recs) - len(scored)  # errors are counted, never scored
+    assert s["passes"] == sum(r["passed"] for r in scored)
+    assert s["n_tasks"] == len({r["task_id"] for r in recs})
+    assert s["completion_tokens"] == sum(tok for *_, tok in rows)
+    if scored:
+        assert s["pass_rate"] == s["passes"] / len(scored) == s["mean_score"]
+        per_task = {}
+        for r in scored:
+            per_task.setdefault(r["task_id"], []).append(r["passed"])
+        expect = sum(pass_at_k(len(v), sum(v), 1) for v in per_task.values()) / len(per_task)
+        assert abs(s["pass_at_k"]["1"] - expect) < 1e-12
+    else:
+        assert s["pass_rate"] is None and s["pass_at_k"]["1"] is None

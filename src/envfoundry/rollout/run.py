@@ -19,7 +19,7 @@ from .engine import RolloutConfig, iter_jobs, run_all
 from .pool import run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
 from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
-from .summary import summarize
+from .summary import Summary, summarize
 
 
 class Progress(Protocol):
@@ -180,17 +180,19 @@ async def evaluate_async(
     if progress is not None:
         progress.start(total, len(done))
 
-    light = [_light(r) for r in done.values()]
+    tally = Summary()  # kept up to date as records arrive: no pass over them at the end
+    for r in done.values():
+        tally.add(r)
 
     def on_record(rec: dict[str, Any]) -> None:
         store.append(rec)
-        light.append(_light(rec))
+        tally.add(rec)
         if progress is not None:
             progress.advance(rec)
 
     def on_line(line: bytes, lt: dict[str, Any]) -> None:  # a record from a worker process
         store.append_line(line)
-        light.append(lt)
+        tally.add(lt)
         if progress is not None:
             progress.advance(lt)
 
@@ -216,7 +218,7 @@ async def evaluate_async(
             await asyncio.shield(policy.close())
         finally:
             store.close()
-            summary = summarize(light, samples=cfg.samples)
+            summary = tally.result(samples=cfg.samples)
             summary["complete"] = summary["n_trajectories"] == total
             store.write_summary(summary)
             if progress is not None:
@@ -225,7 +227,7 @@ async def evaluate_async(
 
 
 def _light(r: dict[str, Any]) -> dict[str, Any]:
-    """The fields a summary needs, kept in memory instead of re-reading the store."""
+    """The fields a summary and the progress bar need: what a worker process sends with a record."""
     return {k: r.get(k) for k in ("task_id", "outcome", "score", "passed", "usage")}
 
 

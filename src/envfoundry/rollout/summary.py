@@ -2,49 +2,70 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from ..core.outcome import Outcome
 from ..core.stats import mean_over_tasks, wilson
 
+_SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
+
+
+class Summary:
+    """A run's summary kept up to date record by record (``add``), so a run of any length ends
+    without a second pass over its records; :meth:`result` gives the summary dict."""
+
+    __slots__ = ("outcomes", "per_task", "n", "passes", "score_sum", "tokens")
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter({o.value: 0 for o in Outcome})
+        self.per_task: dict[str, list[int]] = {}  # task id -> [scored, passed], every task seen
+        self.n = self.passes = self.tokens = 0
+        self.score_sum = 0.0
+
+    def add(self, r: dict[str, Any]) -> None:
+        """Count one record (the fields ``task_id``, ``outcome``, ``score``, ``passed``, ``usage``)."""
+        outcome = r["outcome"]
+        self.outcomes[outcome] += 1
+        t = self.per_task.get(r["task_id"])
+        if t is None:
+            t = self.per_task[r["task_id"]] = [0, 0]
+        usage = r.get("usage")
+        if usage:
+            self.tokens += int(usage.get("completion_tokens", 0))
+        if outcome in _SCORED:
+            self.n += 1
+            self.score_sum += float(r["score"])
+            ok = bool(r["passed"])
+            self.passes += ok
+            t[0] += 1
+            t[1] += ok
+
+    def result(self, *, samples: int) -> dict[str, Any]:
+        n, passes, outcomes = self.n, self.passes, self.outcomes
+        lo, hi = wilson(passes, n)
+        counts = [(a, b) for a, b in self.per_task.values() if a]
+        return {
+            "n_trajectories": sum(outcomes.values()),
+            "n_scored": n,
+            "n_errors": sum(outcomes[o.value] for o in Outcome if o.is_error),
+            "outcomes": dict(outcomes),
+            "n_tasks": len(self.per_task),
+            "samples": samples,
+            "passes": passes,
+            "pass_rate": passes / n if n else None,
+            "pass_rate_ci": [lo, hi] if n else None,
+            "mean_score": self.score_sum / n if n else None,
+            "pass_at_k": {str(k): mean_over_tasks(counts, k) for k in range(1, samples + 1)},
+            "pass_hat_k": {str(k): mean_over_tasks(counts, k, all_k=True) for k in range(1, samples + 1)},
+            "completion_tokens": self.tokens,
+        }
+
 
 def summarize(records: Iterable[dict[str, Any]], *, samples: int) -> dict[str, Any]:
     """Errors (policy/env/grader) are counted but excluded from pass rate and scores."""
-    outcomes: Counter[str] = Counter({o.value: 0 for o in Outcome})
-    per_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    n = passes = 0
-    score_sum = 0.0
-    tokens = 0
-    task_ids: set[str] = set()
+    acc = Summary()
     for r in records:
-        outcomes[r["outcome"]] += 1
-        task_ids.add(r["task_id"])
-        usage = r.get("usage") or {}
-        tokens += int(usage.get("completion_tokens", 0))
-        if r["outcome"] in (Outcome.COMPLETED, Outcome.TRUNCATED):
-            n += 1
-            score_sum += float(r["score"])
-            ok = bool(r["passed"])
-            passes += ok
-            t = per_task[r["task_id"]]
-            t[0] += 1
-            t[1] += ok
-    lo, hi = wilson(passes, n)
-    counts = [(a, b) for a, b in per_task.values()]
-    return {
-        "n_trajectories": sum(outcomes.values()),
-        "n_scored": n,
-        "n_errors": sum(outcomes[o.value] for o in Outcome if o.is_error),
-        "outcomes": dict(outcomes),
-        "n_tasks": len(task_ids),
-        "samples": samples,
-        "passes": passes,
-        "pass_rate": passes / n if n else None,
-        "pass_rate_ci": [lo, hi] if n else None,
-        "mean_score": score_sum / n if n else None,
-        "pass_at_k": {str(k): mean_over_tasks(counts, k) for k in range(1, samples + 1)},
-        "pass_hat_k": {str(k): mean_over_tasks(counts, k, all_k=True) for k in range(1, samples + 1)},
-        "completion_tokens": tokens,
-    }
+        acc.add(r)
+    return acc.result(samples=samples)
