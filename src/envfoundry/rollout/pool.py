@@ -99,9 +99,6 @@ async def run_pool(
         return
     pol = worker_policy(policy)
     ctx = _context()
-    # pickled once and sent down each pipe after all workers started: as a Process argument it
-    # would be pickled per worker, and each start would wait for the previous child to read it
-    payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
     counter = ctx.Value("q", 0)  # index of the next unclaimed job
     loop = asyncio.get_running_loop()
     finished = loop.create_future()
@@ -155,6 +152,9 @@ async def run_pool(
             child.close()
             procs.append(p)
             conns.append(parent)
+        # the jobs are pickled once, while the workers start, and sent down each pipe: as a Process
+        # argument they would be pickled per worker, and each start would wait for the last child
+        payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
         for i, conn in enumerate(conns):
             conn.send_bytes(payload)
             loop.add_reader(conn.fileno(), on_readable, i)
