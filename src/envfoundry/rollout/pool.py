@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing as mp
 import pickle
 import signal
@@ -220,6 +221,7 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a Ctrl-C ends the run
     try:
         policy, tasks, index = pickle.loads(conn.recv_bytes())
+        gc.freeze()  # our own process: the jobs live to the end, so the collector need not scan them
         asyncio.run(_worker(conn, env_source, env_id, policy, tasks, index, cfg, counter, light))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         with contextlib.suppress(OSError):
