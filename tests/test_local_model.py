@@ -211,3 +211,26 @@ def test_end_to_end_math_run_with_the_local_model(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completion_tokens"] > 0 and summary["n_scored"] == 8
     assert _llama_server_pids() <= before  # the server was stopped
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_worker_processes_share_one_local_server(tmp_path):
+    """``--workers 2`` with ``local``: the parent starts one llama.cpp server and both workers call it."""
+    import json
+    import subprocess
+    import sys
+
+    before = _llama_server_pids()
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "envfoundry", "run", "math", "--model", "local", "--limit", "4", "--workers", "2",
+         "--concurrency", "2", "--max-tokens", "16", "--out", str(out), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert len(recs) == 4 and all(x["usage"]["completion_tokens"] > 0 for x in recs)
+    assert {x["outcome"] for x in recs} <= {"completed", "truncated"}
+    assert _llama_server_pids() <= before

@@ -2,8 +2,8 @@
 
 One Python process can only keep so many rollouts per second in flight: against a fast model
 server the client's own CPU (HTTP, episodes, graders, records) is the limit. With ``workers=N``
-the jobs are shared by N processes started with ``spawn``, each running :func:`run_all` with its
-own event loop and policy client at ``concurrency / N`` in flight. Results do not depend on the
+the jobs are shared by N processes (from a ``forkserver``, else ``spawn``), each running
+:func:`run_all` with its own event loop and policy client at ``concurrency / N`` in flight. Results do not depend on the
 split: every rollout's seed is a hash of (run seed, task id, sample), whichever process runs it.
 
 - **Jobs** are claimed one at a time from a shared counter, so a slow multi-turn rollout never
