@@ -29,6 +29,10 @@ class Policy(Protocol):
     read more (the oracle asks the environment for its reference solution) and say so.
     Raise :class:`~envfoundry.core.errors.PolicyError` for infrastructure failures after retries:
     the rollout then ends as ``policy_error``, never with a score.
+
+    With ``workers`` > 1 the policy is pickled to each worker process; a policy that owns
+    something unpicklable (a server, a session) may define ``for_worker() -> Policy``, called
+    after :meth:`start`, to hand out a picklable client instead.
     """
 
     name: str
