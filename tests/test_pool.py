@@ -32,6 +32,9 @@ def math_reply(body: dict) -> str:
 
 SLOW = f"{TEST_ENVS / 'slow.py'}:make_slow"
 DIES = f"{TEST_ENVS / 'slow.py'}:make_dies"
+LOCKDIE = f"{TEST_ENVS / 'slow.py'}:make_lockdie"
+BLOB = f"{TEST_ENVS / 'slow.py'}:make_blob"
+UNPICKLABLE = f"{TEST_ENVS / 'slow.py'}:make_unpicklable"
 
 
 def _key(rec: dict) -> tuple:
@@ -97,6 +100,36 @@ def test_a_dead_worker_is_an_error_and_resume_finishes(tmp_path):
     run = envfoundry.evaluate(DIES, model="scripted:oracle", out=out, resume=True, workers=2)
     recs = _records(out)
     assert run.summary["complete"] and len(recs) == 80 == len({(r["task_id"], r["sample"]) for r in recs})
+
+
+def test_a_worker_dying_with_the_job_lock_held_ends_the_run(tmp_path):
+    t = time.monotonic()
+    with pytest.raises(WorkerError, match="exited with code -9"):
+        envfoundry.evaluate(LOCKDIE, model="scripted:oracle", out=tmp_path / "r", concurrency=4, workers=2)
+    assert time.monotonic() - t < 4  # the other worker stops at once: it does not wait for the lock
+    assert not multiprocessing.active_children()
+    recs = _records(tmp_path / "r")
+    assert all(r["outcome"] == "completed" for r in recs)
+
+
+def test_classes_of_an_env_file_travel_to_workers(tmp_path):
+    run = envfoundry.evaluate(BLOB, model="scripted:oracle", out=tmp_path / "r", samples=2, concurrency=4, workers=2)
+    assert run.summary["n_trajectories"] == 20 and run.summary["pass_rate"] == 1.0
+
+
+def test_the_parents_own_write_error_is_not_blamed_on_a_worker(tmp_path):
+    import resource
+
+    out = tmp_path / "r"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    r = subprocess.run([sys.executable, "-m", "envfoundry", "run", "shop", "--model", "scripted:random", "--limit",
+                        "100", "--samples", "2", "--concurrency", "4", "--workers", "2", "--out", str(out), "-q"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert r.returncode != 0
+    assert "File too large" in r.stderr + r.stdout and "exited with code" not in r.stderr + r.stdout
 
 
 def test_cancel_stops_workers_and_keeps_finished_rollouts(tmp_path):
@@ -183,6 +216,8 @@ def test_refusals(tmp_path):
                       graders=lambda g: Score(1.0), reference=lambda ep: Message("assistant", "1"))
     with pytest.raises(UsageError, match="built in this process only"):
         envfoundry.evaluate(own, model="scripted:oracle", out=tmp_path / "c", concurrency=2, workers=2)
+    with pytest.raises(UsageError, match="tasks cannot be sent to worker processes"):
+        envfoundry.evaluate(UNPICKLABLE, model="scripted:oracle", out=tmp_path / "e", concurrency=2, workers=2)
 
     class Unpicklable:
         name = "unpicklable"
@@ -199,6 +234,7 @@ def test_refusals(tmp_path):
 
     with pytest.raises(UsageError, match="cannot be sent to worker processes"):
         envfoundry.evaluate("math", model=Unpicklable(), out=tmp_path / "d", limit=2, concurrency=2, workers=2)
+    assert not any((tmp_path / d).exists() for d in "cde")  # refused before a run directory was made
 
 
 def test_worker_env_mismatch_is_refused(tmp_path):

@@ -79,3 +79,57 @@ def make_dies(marker: str) -> Environment:
         name="dies", tasks=_tasks(40, "dies"), graders=grade,
         reference=lambda ep: Message("assistant", str(ep.task.data["i"])), max_turns=1,
     )
+
+
+def make_lockdie() -> Environment:
+    """A worker process killed while it holds the shared job counter's lock (it takes the lock
+    itself, then SIGKILLs itself): the run must end with an error, not hang."""
+    import gc
+    import multiprocessing
+    import os
+    import signal
+    from multiprocessing.sharedctypes import Synchronized
+
+    def grade(g) -> Score:
+        if g.task.data["i"] == 7 and multiprocessing.parent_process() is not None:
+            gc.unfreeze()
+            counter = next(o for o in gc.get_objects() if isinstance(o, Synchronized))
+            counter.get_lock().acquire()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _slow_grade(g)
+
+    return Environment(
+        name="lockdie", tasks=_tasks(40, "lockdie"), graders=grade,
+        reference=lambda ep: Message("assistant", str(ep.task.data["i"])), max_turns=1,
+    )
+
+
+class Blob:
+    """A class of this file inside task data: workers must import the file under the same name."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+
+def make_blob() -> Environment:
+    def tasks(split: str, seed: int):
+        return [Task(env="blob", env_version="1", split=split, prompt=f"say {i}", data={"i": i, "blob": Blob(i)})
+                for i in range(10)]
+
+    return Environment(
+        name="blob", tasks=tasks, graders=lambda g: Score(float(g.task.data["blob"].v == g.task.data["i"])),
+        reference=lambda ep: Message("assistant", str(ep.task.data["i"])), max_turns=1,
+    )
+
+
+def make_unpicklable() -> Environment:
+    import threading
+
+    def tasks(split: str, seed: int):
+        return [Task(env="lk", env_version="1", split=split, prompt=f"say {i}", data={"i": i, "lock": threading.Lock()})
+                for i in range(4)]
+
+    return Environment(
+        name="lk", tasks=tasks, graders=lambda g: Score(1.0),
+        reference=lambda ep: Message("assistant", str(ep.task.data["i"])), max_turns=1,
+    )

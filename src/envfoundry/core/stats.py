@@ -43,4 +43,4 @@ def mean_over_tasks(per_task: Iterable[tuple[int, int]], k: int, *, all_k: bool 
     """Mean pass@k (or pass^k) over tasks with at least k scored samples; None if there are none."""
     fn = pass_hat_k if all_k else pass_at_k
     vals = [fn(n, c, k) for n, c in per_task if n >= k]
-    return sum(vals) / len(vals) if vals else None
+    return math.fsum(vals) / len(vals) if vals else None  # exact sum: the same in any record order

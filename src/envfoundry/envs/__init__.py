@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -53,7 +54,10 @@ def _call_factory(obj: object, where: str, args: dict[str, str] | None = None) -
 def _load_file(path: Path, attr: str, spec: str, args: dict[str, str] | None) -> Environment:
     if not path.is_file():
         raise EnvLoadError(f"environment file {str(path)!r} does not exist")
-    mod_name = f"_envfoundry_user_{abs(hash(str(path.resolve())))}"
+    # the same name in every process (str hashes are salted per process): worker processes
+    # unpickle task data whose classes live in this module
+    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:16]
+    mod_name = f"_envfoundry_user_{digest}"
     try:
         mspec = importlib.util.spec_from_file_location(mod_name, path)
         if mspec is None or mspec.loader is None:

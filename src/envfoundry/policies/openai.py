@@ -40,6 +40,7 @@ import asyncio
 import datetime as _dt
 import email.utils
 import json
+import os
 import pickle
 import random
 import re
@@ -205,6 +206,11 @@ class OpenAIPolicy:
         state["_session"] = None
         state["_tools_text"] = {}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # retry jitter of its own in each worker process (it never affects what a rollout records)
+        self._rng = random.Random(derive_seed("openai-policy", self.model, self.base_url, os.getpid()))
 
     def for_worker(self, concurrency: int | None = None) -> OpenAIPolicy:
         """A copy for a worker process (``rollout.pool``): same server and options, no session."""

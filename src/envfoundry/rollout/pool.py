@@ -31,13 +31,15 @@ import gc
 import multiprocessing as mp
 import pickle
 import signal
+import threading
+import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ..core.env import format_exception
+from ..core.env import Environment, format_exception
 from ..core.errors import EnvfoundryError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
@@ -80,6 +82,18 @@ def worker_policy(policy: Policy) -> Policy:
     return pol
 
 
+def check_sendable(tasks: Sequence[Task], policy: Policy) -> None:
+    """Refuse, before a run directory is made, tasks (and a policy without ``for_worker``) that
+    cannot be pickled to worker processes."""
+    try:
+        pickle.dumps(list(tasks), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - anything unpicklable in task data
+        raise UsageError(f"the tasks cannot be sent to worker processes ({type(e).__name__}: {e}); "
+                         "use workers=1") from None
+    if not callable(getattr(policy, "for_worker", None)):
+        worker_policy(policy)
+
+
 async def run_pool(
     env_source: tuple[str, dict[str, str]],
     env_id: tuple[str, str],
@@ -99,83 +113,117 @@ async def run_pool(
     if not jobs:
         return
     pol = worker_policy(policy)
+    try:  # once, before any process starts; sent down each pipe (a Process argument is pickled per worker)
+        payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - anything unpicklable in task data
+        raise UsageError(f"the tasks cannot be sent to worker processes ({type(e).__name__}: {e}); "
+                         "use workers=1") from None
     ctx = _context()
-    counter = ctx.Value("q", 0)  # index of the next unclaimed job
+    counter = ctx.Value("q", 0)  # the next unclaimed job; its lock is taken by workers only
+    stop = ctx.RawValue("b", 0)  # set by the parent: claim nothing more (a dead worker may hold the lock)
     loop = asyncio.get_running_loop()
     finished = loop.create_future()
     procs: list[Any] = []
     conns: list[Connection] = []
-    pending = set(range(workers))
+    pending: set[int] = set()  # started, and not yet done or lost
+    ready: set[int] = set()  # sent their jobs
     failure: list[str] = []
 
-    def settle() -> None:
-        if not pending and not finished.done():
+    def halt() -> None:
+        """No new rollouts; workers cancel theirs and hand over what finished."""
+        stop.value = 1
+        for j in pending & ready:
+            with contextlib.suppress(OSError):
+                conns[j].send(("stop", None))
+
+    def end(exc: BaseException | None = None) -> None:
+        if finished.done():
+            return
+        if exc is not None:
+            finished.set_exception(exc)
+        elif not pending:
+            finished.set_result(None)
+
+    def lost(i: int) -> None:
+        pending.discard(i)
+        procs[i].join(1.0)
+        if not failure:
+            failure.append(f"worker {i} (pid {procs[i].pid}) exited with code {procs[i].exitcode} before finishing "
+                           "its rollouts; the stored records are kept and --resume runs the rest")
+        halt()
+        loop.call_later(STOP_GRACE_S, give_up)  # the others get a while to hand over, not forever
+        end()
+
+    def give_up() -> None:
+        if not finished.done():
             finished.set_result(None)
 
     def on_readable(i: int) -> None:
         conn = conns[i]
-        try:
-            while conn.poll():
-                kind, payload = conn.recv()
-                if kind == "recs":
-                    for line, lt in payload:
-                        on_line(line, lt)
-                elif kind == "done":
-                    pending.discard(i)
-                    loop.remove_reader(conn.fileno())
-                    settle()
+        while True:
+            try:
+                if not conn.poll():
                     return
+                kind, data = conn.recv()
+            except (EOFError, OSError):  # the worker is gone
+                loop.remove_reader(conn.fileno())
+                if i in pending:
+                    lost(i)
+                return
+            try:
+                if kind == "recs":
+                    for line, lt in data:
+                        on_line(line, lt)
                 elif kind == "error":
-                    failure.append(f"worker {i}: {payload}")
-        except (EOFError, OSError):
-            loop.remove_reader(conn.fileno())
-            if i in pending:
-                pending.discard(i)
-                procs[i].join(1.0)
-                code = procs[i].exitcode
-                if not failure:
-                    failure.append(f"worker {i} (pid {procs[i].pid}) exited with code {code} before finishing its "
-                                   "rollouts; the stored records are kept and --resume runs the rest")
-                with counter.get_lock():  # nobody starts anything new after a failure
-                    counter.value = len(jobs)
-                for j in pending:
-                    with contextlib.suppress(OSError):
-                        conns[j].send(("stop", None))
-            settle()
+                    failure.append(f"worker {i}: {data}")
+                elif kind == "done":
+                    loop.remove_reader(conn.fileno())
+                    pending.discard(i)
+                    end()
+                    return
+            except Exception as e:  # noqa: BLE001 - the parent's own failure (e.g. the disk is full)
+                for c in conns:
+                    with contextlib.suppress(ValueError, OSError):
+                        loop.remove_reader(c.fileno())
+                end(e)
+                return
 
     try:
+        _start_quietly(ctx)
         for i, share in enumerate(shares):
             parent, child = ctx.Pipe(duplex=True)
-            wcfg = replace(cfg, concurrency=share)
             p = ctx.Process(target=_worker_main, name=f"envfoundry-worker-{i}", daemon=True,
-                            args=(child, env_source, env_id, wcfg, counter, light))
+                            args=(child, env_source, env_id, replace(cfg, concurrency=share), counter, stop, light))
             p.start()
             child.close()
             procs.append(p)
             conns.append(parent)
-        # the jobs are pickled once, while the workers start, and sent down each pipe: as a Process
-        # argument they would be pickled per worker, and each start would wait for the last child
-        payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
+            pending.add(i)
         for i, conn in enumerate(conns):
-            conn.send_bytes(payload)
+            try:
+                conn.send_bytes(payload)
+            except OSError:  # it died before reading its jobs
+                lost(i)
+                break
+            ready.add(i)
             loop.add_reader(conn.fileno(), on_readable, i)
         await finished
     except asyncio.CancelledError:
-        with counter.get_lock():
-            counter.value = len(jobs)
-        for i in list(pending):
-            with contextlib.suppress(OSError):
-                conns[i].send(("stop", None))
+        halt()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             async with asyncio.timeout(STOP_GRACE_S):  # let workers hand over what finished
                 await asyncio.shield(finished)
         raise
     finally:
-        for c in conns:
+        halt()
+        for i, c in enumerate(conns):
             with contextlib.suppress(ValueError, OSError):
                 loop.remove_reader(c.fileno())
+            if i not in ready:
+                c.close()  # a worker still waiting for its jobs gets EOF and ends
+        deadline = time.monotonic() + (STOP_GRACE_S if not failure else 1.0)
         for p in procs:
-            p.join(STOP_GRACE_S if not failure else 1.0)
+            p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 p.terminate()
                 p.join(2.0)
@@ -183,9 +231,23 @@ async def run_pool(
                 p.kill()
                 p.join()
         for c in conns:
-            c.close()
+            c.close()  # closing twice is harmless
     if failure:
         raise WorkerError(failure[0])
+
+
+def _start_quietly(ctx: Any) -> None:
+    """Start the fork server with SIGINT ignored, so a Ctrl-C while it imports prints no
+    traceback from it, and the workers it forks ignore SIGINT from their first instant."""
+    if ctx.get_start_method() != "forkserver" or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import forkserver
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 # ----------------------------------------------------------------- in the worker
@@ -217,12 +279,19 @@ def _compact(jobs: Sequence[tuple[Task, int]]) -> tuple[list[Task], array[int]]:
 
 
 def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
-                 cfg: RolloutConfig, counter: Any, light: Light) -> None:
+                 cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a Ctrl-C ends the run
     try:
+        from ..envs import load
+
+        env = load(*env_source)  # first: task data may hold classes of an environment file
+        if (env.name, env.version) != env_id:
+            raise WorkerError(f"environment {env_source[0]!r} loads as {env.name} {env.version} in a worker "
+                              f"process, not {env_id[0]} {env_id[1]}; a built-in or file environment is needed "
+                              "for workers > 1")
         policy, tasks, index = pickle.loads(conn.recv_bytes())
         gc.freeze()  # our own process: the jobs live to the end, so the collector need not scan them
-        asyncio.run(_worker(conn, env_source, env_id, policy, tasks, index, cfg, counter, light))
+        asyncio.run(_worker(conn, env, policy, tasks, index, cfg, counter, stop, light))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         with contextlib.suppress(OSError):
             conn.send(("error", e.args[0] if isinstance(e, EnvfoundryError) and e.args else format_exception(e)))
@@ -231,24 +300,26 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
     conn.close()
 
 
-async def _worker(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
-                  policy: Policy, tasks: list[Task], index: array[int], cfg: RolloutConfig, counter: Any,
-                  light: Light) -> None:
-    from ..envs import load
-
-    env = load(*env_source)
-    if (env.name, env.version) != env_id:
-        raise WorkerError(f"environment {env_source[0]!r} loads as {env.name} {env.version} in a worker process, "
-                          f"not {env_id[0]} {env_id[1]}; a built-in or file environment is needed for workers > 1")
+async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: list[Task], index: array[int],
+                  cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
     n = len(index) // 2
+    lock = counter.get_lock()
+
+    parent = mp.parent_process()
 
     def claim() -> Iterator[tuple[Task, int]]:  # one job at a time from the shared counter
-        while True:
-            with counter.get_lock():
+        while not stop.value:
+            if not lock.acquire(timeout=0.5):  # held by a worker that died: the parent stops the run
+                if parent is not None and not parent.is_alive():
+                    return  # and if the parent itself is gone, nobody will
+                continue
+            try:
                 i = counter.value
-                if i >= n:
-                    return
                 counter.value = i + 1
+            finally:
+                lock.release()
+            if i >= n:
+                return
             yield tasks[index[2 * i]], index[2 * i + 1]
 
     batch: list[tuple[bytes, dict[str, Any]]] = []
