@@ -55,6 +55,15 @@ def test_split_concurrency():
         split_concurrency(8, 0)
 
 
+def test_jobs_are_sent_compactly():
+    from envfoundry.rollout.pool import _compact
+
+    a, b = envfoundry.load("math").tasks("test")[:2]
+    tasks, index = _compact([(a, 0), (a, 1), (b, 0), (a, 2**40)])
+    assert tasks == [a, b] and list(index) == [0, 0, 0, 1, 1, 0, 0, 2**40]
+    assert _compact([(a, 3)])[1].itemsize == 4
+
+
 @pytest.mark.parametrize("env,model", [("math", "scripted:oracle"), ("shop", "scripted:random")])
 def test_workers_store_the_same_rollouts_as_one_process(tmp_path, env, model):
     one = envfoundry.evaluate(env, model=model, out=tmp_path / "one", limit=12, samples=3, concurrency=6)

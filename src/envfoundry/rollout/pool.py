@@ -114,11 +114,6 @@ async def run_pool(
     if not jobs:
         return
     pol = worker_policy(policy)
-    try:  # once, before any process starts; sent down each pipe (a Process argument is pickled per worker)
-        payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:  # noqa: BLE001 - anything unpicklable in task data
-        raise UsageError(f"the tasks cannot be sent to worker processes ({type(e).__name__}: {e}); "
-                         "use workers=1") from None
     ctx = _context()
     counter = ctx.Value("q", 0)  # the next unclaimed job; its lock is taken by workers only
     stop = ctx.RawValue("b", 0)  # set by the parent: claim nothing more (a dead worker may hold the lock)
@@ -200,6 +195,13 @@ async def run_pool(
             procs.append(p)
             conns.append(parent)
             pending.add(i)
+        # the jobs, pickled once while the workers load the environment, go down each pipe (as a
+        # Process argument they would be pickled per worker, and each start would wait for the last)
+        try:
+            payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # noqa: BLE001 - anything unpicklable in task data (check_sendable missed it)
+            raise UsageError(f"the tasks cannot be sent to worker processes ({type(e).__name__}: {e}); "
+                             "use workers=1") from None
         for i, conn in enumerate(conns):
             try:
                 conn.send_bytes(payload)
@@ -268,15 +270,18 @@ def _compact(jobs: Sequence[tuple[Task, int]]) -> tuple[list[Task], array[int]]:
     send to every worker however many samples there are."""
     tasks: list[Task] = []
     where: dict[int, int] = {}
-    index: array[int] = array("q")
+    flat: list[int] = []
     for task, sample in jobs:
         i = where.get(id(task))
         if i is None:
             i = where[id(task)] = len(tasks)
             tasks.append(task)
-        index.append(i)
-        index.append(sample)
-    return tasks, index
+        flat.append(i)
+        flat.append(sample)
+    try:
+        return tasks, array("i", flat)  # 4 bytes a number: half the bytes to send
+    except OverflowError:  # a sample offset beyond 2**31
+        return tasks, array("q", flat)
 
 
 def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
