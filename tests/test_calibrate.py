@@ -369,3 +369,15 @@ def test_calibration_where_every_rollout_fails_exits_1(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     err = " ".join(r.stderr.split())
     assert "ended in errors" in err and "grader_error" in err and "nothing is calibrated" in err
+
+
+def test_workers_give_the_same_calibration(tmp_path):
+    cfg = CalibrateConfig(samples=4, budget=24 * 12, concurrency=8)
+    one = calibrate(COIN, model=CoinPolicy(), out=tmp_path / "one", config=cfg)
+    two = calibrate(COIN, model=CoinPolicy(), out=tmp_path / "two", config=cfg, workers=3)
+    assert _rows(tmp_path / "one") == _rows(tmp_path / "two")  # seeds hash (task, sample): same evidence
+    assert sorted(_all_samples(tmp_path / "one")) == sorted(_all_samples(tmp_path / "two"))
+    assert one.summary["rounds"] == two.summary["rounds"]
+    with pytest.raises(UsageError, match="workers must be between 1 and the concurrency"):
+        calibrate(COIN, model=CoinPolicy(), out=tmp_path / "bad", config=cfg, workers=9)
+    assert not (tmp_path / "bad").exists()

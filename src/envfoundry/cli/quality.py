@@ -127,6 +127,7 @@ def calibrate_cmd(
     seed: Annotated[Optional[int], typer.Option(help="run seed (default: 0)")] = None,
     task_seed: Annotated[Optional[int], typer.Option(help="task source seed (default: --seed)")] = None,
     concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
+    workers: Annotated[int, typer.Option(help="processes sharing the rollouts (see `run --workers`)")] = 1,
     timeout: Annotated[Optional[float], typer.Option(help="seconds per rollout")] = None,
     max_turns: Annotated[Optional[int], typer.Option(help="lower the env's turn limit")] = None,
     knobs: Annotated[bool, typer.Option("--knobs", help="pass rate by difficulty knob (table, knobs.png)")] = False,
@@ -171,7 +172,7 @@ def calibrate_cmd(
 
     result = calibrate(
         spec, model=model, out=out, config=config, resume=resume, progress=None if quiet else _FreshProgress(),
-        on_round=on_round, env_args=_env_args(env_arg) if env_arg else None,
+        on_round=on_round, env_args=_env_args(env_arg) if env_arg else None, workers=workers,
         model_options={
             "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
             "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens},

@@ -37,7 +37,7 @@ from ..core.errors import StoreError, UsageError
 from ..core.policy import Policy, PolicyOutput
 from ..rollout.run import Progress, evaluate_async
 from ..rollout.selection import CALIBRATED_SPLIT_FILE, CalibratedSplit, select_tasks
-from ..rollout.store import atomic_write_text, ensure_dir
+from ..rollout.store import RunStore, atomic_write_text, ensure_dir
 from .difficulty import DECIDED, TaskDifficulty, TaskEvidence, difficulty, group_metrics, in_bounds, knob_table
 from .difficulty import knobs_of as _knobs_of
 from .difficulty import shares as _shares
@@ -152,6 +152,10 @@ class _KeepAlive:
     async def close(self) -> None:
         return None
 
+    def for_worker(self) -> Policy:  # workers > 1: what the wrapped policy hands out
+        fn = getattr(self.policy, "for_worker", None)
+        return fn() if callable(fn) else self.policy
+
 
 def _clean_options(opts: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -215,17 +219,20 @@ async def calibrate_async(
     env_args: dict[str, str] | None = None,
     progress: Progress | None = None,
     on_round: Callable[[Round, bool], None] | None = None,
+    workers: int = 1,
 ) -> Calibration:
     """Calibrate ``env`` for ``model`` into ``out`` (see the module docstring).
 
-    ``model`` is a spec or a Policy (None on resume: the stored one); ``model_options`` as for
-    :func:`~envfoundry.rollout.run.evaluate_async`. ``on_round(round, resumed)`` is called before
-    each round runs.
+    ``model`` is a spec or a Policy (None on resume: the stored one); ``model_options`` and
+    ``workers`` as for :func:`~envfoundry.rollout.run.evaluate_async`. ``on_round(round, resumed)``
+    is called before each round runs.
     """
     from ..envs import load
     from ..policies import resolve_policy
 
     cfg = config or CalibrateConfig()
+    if workers < 1 or workers > cfg.concurrency:
+        raise UsageError(f"workers must be between 1 and the concurrency ({cfg.concurrency}), got {workers}")
     band = check_band(cfg.band) if cfg.band is not None else None
     cfg = cfg.model_copy(update={"band": band})
     out = Path(out)
@@ -263,7 +270,7 @@ async def calibrate_async(
     ledger = EvidenceLedger(out, env=env_obj.name, env_version=env_obj.version, model=st.model)
     shared = _KeepAlive(pol)
     run_kw: dict[str, Any] = {"concurrency": cfg.concurrency, "timeout_s": cfg.timeout_s,
-                              "max_turns": cfg.max_turns, "progress": progress}
+                              "max_turns": cfg.max_turns, "progress": progress, "workers": workers}
     solvable = env_obj.has_reference
     try:
         for rnd in rounds:
@@ -271,7 +278,9 @@ async def calibrate_async(
                 continue
             if on_round is not None:
                 on_round(rnd, True)
-            await evaluate_async(env_obj, model=shared, out=rnd.path, resume=True, progress=progress)
+            stored = RunStore.open(rnd.path).manifest.concurrency
+            await evaluate_async(env_obj, model=shared, out=rnd.path, resume=True, progress=progress,
+                                 workers=min(workers, stored))
             ledger.record_round(rnd)
         while len(rounds) < cfg.max_rounds:
             evidence = ledger.evidence(order)
