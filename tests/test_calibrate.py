@@ -380,4 +380,9 @@ def test_workers_give_the_same_calibration(tmp_path):
     assert one.summary["rounds"] == two.summary["rounds"]
     with pytest.raises(UsageError, match="workers must be between 1 and the concurrency"):
         calibrate(COIN, model=CoinPolicy(), out=tmp_path / "bad", config=cfg, workers=9)
-    assert not (tmp_path / "bad").exists()
+    unpicklable = f"{Path(__file__).parent / 'envs' / 'slow.py'}:make_unpicklable"
+    with pytest.raises(UsageError, match="cannot be sent to worker processes"):
+        calibrate(unpicklable, model="scripted:oracle", out=tmp_path / "bad2", config=cfg, workers=2)
+    with pytest.raises(UsageError, match="built in this process only"):
+        calibrate(make_coin_env(), model=CoinPolicy(), out=tmp_path / "bad3", config=cfg, workers=2)
+    assert not any((tmp_path / d).exists() for d in ("bad", "bad2", "bad3"))  # nothing written

@@ -246,8 +246,12 @@ def test_refusals(tmp_path):
     assert not any((tmp_path / d).exists() for d in "cde")  # refused before a run directory was made
 
 
-def test_worker_env_mismatch_is_refused(tmp_path):
+@pytest.mark.parametrize("limit,samples", [(4, 1), (200, 200)])  # the second: jobs bigger than a pipe's buffer
+def test_worker_env_mismatch_is_refused(tmp_path, limit, samples):
     env = envfoundry.load("math")
     env.version = "9.9.9"  # changed after loading: a worker would load another environment
+    t = time.monotonic()
     with pytest.raises(WorkerError, match="loads as math"):
-        envfoundry.evaluate(env, model="scripted:oracle", out=tmp_path / "r", limit=4, concurrency=2, workers=2)
+        envfoundry.evaluate(env, model="scripted:oracle", out=tmp_path / "r", limit=limit, samples=samples,
+                            concurrency=4, workers=2)
+    assert time.monotonic() - t < 4 and not multiprocessing.active_children()

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..core.env import Environment, Episode
 from ..core.errors import StoreError, UsageError
 from ..core.policy import Policy, PolicyOutput
+from ..rollout.pool import check_workers
 from ..rollout.run import Progress, evaluate_async
 from ..rollout.selection import CALIBRATED_SPLIT_FILE, CalibratedSplit, select_tasks
 from ..rollout.store import RunStore, atomic_write_text, ensure_dir
@@ -264,6 +265,8 @@ async def calibrate_async(
     # resolved before anything is written: a bad --model must not leave a folder behind
     pol = (model if model is not None and not isinstance(model, str)
            else resolve_policy(st.model, **st.model_options))
+    if workers > 1:  # refused before anything is written
+        check_workers(env_obj, getattr(env_obj, "loaded_from", None), tasks, pol)
     ensure_dir(out, "calibration directory")
     st.save(out)
 

@@ -83,6 +83,15 @@ def worker_policy(policy: Policy) -> Policy:
     return pol
 
 
+def check_workers(env: Environment, source: object, tasks: Sequence[Task], policy: Policy) -> None:
+    """What workers > 1 needs, checked before anything is written: an environment that workers
+    can load (``source``: its ``(spec, args)``), and tasks and policy that can be sent to them."""
+    if source is None:
+        raise UsageError(f"workers > 1 needs an environment given by name or file spec, or made by "
+                         f"envfoundry.load(); {env.name!r} was built in this process only")
+    check_sendable(tasks, policy)
+
+
 def check_sendable(tasks: Sequence[Task], policy: Policy) -> None:
     """Refuse, before a run directory is made, tasks (and a policy without ``for_worker``) that
     cannot be pickled to worker processes."""
@@ -142,6 +151,9 @@ async def run_pool(
 
     def lost(i: int) -> None:
         pending.discard(i)
+        for j in pending - ready:  # never got their jobs (the send loop stopped): nothing to wait for
+            pending.discard(j)
+            conns[j].close()  # EOF ends them
         procs[i].join(1.0)
         if not failure:
             failure.append(f"worker {i} (pid {procs[i].pid}) exited with code {procs[i].exitcode} before finishing "
@@ -205,8 +217,10 @@ async def run_pool(
         for i, conn in enumerate(conns):
             try:
                 conn.send_bytes(payload)
-            except OSError:  # it died before reading its jobs
-                lost(i)
+            except OSError:  # it died before reading its jobs: read why (its error message), then EOF
+                on_readable(i)
+                if i in pending:
+                    lost(i)
                 break
             ready.add(i)
             loop.add_reader(conn.fileno(), on_readable, i)
@@ -224,7 +238,8 @@ async def run_pool(
                 loop.remove_reader(c.fileno())
             if i not in ready:
                 c.close()  # a worker still waiting for its jobs gets EOF and ends
-        deadline = time.monotonic() + (STOP_GRACE_S if not failure else 1.0)
+        broken = bool(failure) or (finished.done() and not finished.cancelled() and finished.exception() is not None)
+        deadline = time.monotonic() + (1.0 if broken else STOP_GRACE_S)
         for p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():

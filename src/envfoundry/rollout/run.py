@@ -16,7 +16,7 @@ from ..core.errors import StoreError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
 from .engine import RolloutConfig, iter_jobs, run_all
-from .pool import check_sendable, run_pool, split_concurrency
+from .pool import check_workers, run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
 from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
 from .summary import Summary, summarize
@@ -142,7 +142,7 @@ async def evaluate_async(
         if workers > m.concurrency:
             raise UsageError(f"workers ({workers}) must not exceed the run's concurrency ({m.concurrency})")
         if workers > 1:
-            _check_workers(env_obj, source, tasks, policy)
+            check_workers(env_obj, source, tasks, policy)
         cfg = RolloutConfig(samples=m.samples, concurrency=m.concurrency, seed=m.seed,
                             timeout_s=m.timeout_s, max_turns=m.max_turns)
         done = store.prepare_resume()
@@ -164,7 +164,7 @@ async def evaluate_async(
         split_concurrency(concurrency, workers)  # before anything is written
         policy = _policy_from(model, model_options)
         if workers > 1:
-            _check_workers(env_obj, source, tasks, policy)
+            check_workers(env_obj, source, tasks, policy)
         manifest = RunManifest(
             env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, env_args=env_args or {},
             split=split,
@@ -225,14 +225,6 @@ async def evaluate_async(
             if progress is not None:
                 progress.stop()
     return Run(store.path, store.manifest, summary)
-
-
-def _check_workers(env: Environment, source: object, tasks: Sequence[Task], policy: Policy) -> None:
-    """What workers > 1 needs, checked before anything is written."""
-    if source is None:
-        raise UsageError(f"workers > 1 needs an environment given by name or file spec, or made by "
-                         f"envfoundry.load(); {env.name!r} was built in this process only")
-    check_sendable(tasks, policy)
 
 
 def _light(r: dict[str, Any]) -> dict[str, Any]:
