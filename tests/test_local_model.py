@@ -183,24 +183,28 @@ def _llama_server_pids() -> set[int]:
     return pids
 
 
+def _run_local(out: Path, *args: str) -> list[dict]:
+    """``envfoundry run math --model local ARGS`` into ``out``; its records."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "envfoundry", "run", "math", "--model", "local", *args,
+                        "--out", str(out), "-q"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+
+
 @pytest.mark.local_model
 @needs_llama
 @needs_smollm2
 def test_end_to_end_math_run_with_the_local_model(tmp_path):
     """The README's main job, small: real model text, real token counts, no server left behind."""
     import json
-    import subprocess
-    import sys
 
     before = _llama_server_pids()
     out = tmp_path / "run"
-    r = subprocess.run(
-        [sys.executable, "-m", "envfoundry", "run", "math", "--model", "local", "--limit", "4",
-         "--samples", "2", "--max-tokens", "48", "--out", str(out), "-q"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    recs = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    recs = _run_local(out, "--limit", "4", "--samples", "2", "--max-tokens", "48")
     assert len(recs) == 8
     assert {x["outcome"] for x in recs} <= {"completed", "truncated"}
     for x in recs:
@@ -218,19 +222,8 @@ def test_end_to_end_math_run_with_the_local_model(tmp_path):
 @needs_smollm2
 def test_worker_processes_share_one_local_server(tmp_path):
     """``--workers 2`` with ``local``: the parent starts one llama.cpp server and both workers call it."""
-    import json
-    import subprocess
-    import sys
-
     before = _llama_server_pids()
-    out = tmp_path / "run"
-    r = subprocess.run(
-        [sys.executable, "-m", "envfoundry", "run", "math", "--model", "local", "--limit", "4", "--workers", "2",
-         "--concurrency", "2", "--max-tokens", "16", "--out", str(out), "-q"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    recs = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    recs = _run_local(tmp_path / "run", "--limit", "4", "--workers", "2", "--concurrency", "2", "--max-tokens", "16")
     assert len(recs) == 4 and all(x["usage"]["completion_tokens"] > 0 for x in recs)
     assert {x["outcome"] for x in recs} <= {"completed", "truncated"}
     assert _llama_server_pids() <= before

@@ -71,15 +71,20 @@ def split_concurrency(concurrency: int, workers: int) -> list[int]:
     return [q + (i < r) for i in range(workers)]
 
 
+def _dumps(obj: object, what: str) -> bytes:
+    """``obj`` pickled for worker processes, or a UsageError naming ``what`` cannot be sent."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - anything unpicklable
+        raise UsageError(f"{what} cannot be sent to worker processes ({type(e).__name__}: {e}); "
+                         "use workers=1") from None
+
+
 def worker_policy(policy: Policy) -> Policy:
     """The picklable policy a worker process runs (``policy.for_worker()`` when defined)."""
     fn = getattr(policy, "for_worker", None)
     pol = fn() if callable(fn) else policy
-    try:
-        pickle.dumps(pol)
-    except Exception as e:  # noqa: BLE001 - anything unpicklable
-        raise UsageError(f"policy {getattr(policy, 'name', policy)!r} cannot be sent to worker processes "
-                         f"({type(e).__name__}: {e}); use workers=1") from None
+    _dumps(pol, f"policy {getattr(policy, 'name', policy)!r}")
     return pol
 
 
@@ -95,11 +100,7 @@ def check_workers(env: Environment, source: object, tasks: Sequence[Task], polic
 def check_sendable(tasks: Sequence[Task], policy: Policy) -> None:
     """Refuse, before a run directory is made, tasks (and a policy without ``for_worker``) that
     cannot be pickled to worker processes."""
-    try:
-        pickle.dumps(list(tasks), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:  # noqa: BLE001 - anything unpicklable in task data
-        raise UsageError(f"the tasks cannot be sent to worker processes ({type(e).__name__}: {e}); "
-                         "use workers=1") from None
+    _dumps(list(tasks), "the tasks")
     if not callable(getattr(policy, "for_worker", None)):
         worker_policy(policy)
 
@@ -141,12 +142,13 @@ async def run_pool(
             with contextlib.suppress(OSError):
                 conns[j].send(("stop", None))
 
-    def end(exc: BaseException | None = None) -> None:
+    def end(exc: BaseException | None = None, force: bool = False) -> None:
+        """Finish the run: with ``exc``, when no worker is pending, or (``force``) regardless."""
         if finished.done():
             return
         if exc is not None:
             finished.set_exception(exc)
-        elif not pending:
+        elif force or not pending:
             finished.set_result(None)
 
     def lost(i: int) -> None:
@@ -159,12 +161,8 @@ async def run_pool(
             failure.append(f"worker {i} (pid {procs[i].pid}) exited with code {procs[i].exitcode} before finishing "
                            "its rollouts; the stored records are kept and --resume runs the rest")
         halt()
-        loop.call_later(STOP_GRACE_S, give_up)  # the others get a while to hand over, not forever
+        loop.call_later(STOP_GRACE_S, end, None, True)  # the others get a while to hand over, not forever
         end()
-
-    def give_up() -> None:
-        if not finished.done():
-            finished.set_result(None)
 
     def on_readable(i: int) -> None:
         conn = conns[i]
@@ -209,11 +207,7 @@ async def run_pool(
             pending.add(i)
         # the jobs, pickled once while the workers load the environment, go down each pipe (as a
         # Process argument they would be pickled per worker, and each start would wait for the last)
-        try:
-            payload = pickle.dumps((pol, *_compact(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as e:  # noqa: BLE001 - anything unpicklable in task data (check_sendable missed it)
-            raise UsageError(f"the tasks cannot be sent to worker processes ({type(e).__name__}: {e}); "
-                             "use workers=1") from None
+        payload = _dumps((pol, *_compact(jobs)), "the tasks")
         for i, conn in enumerate(conns):
             try:
                 conn.send_bytes(payload)
@@ -268,7 +262,6 @@ def _start_quietly(ctx: Any) -> None:
         signal.signal(signal.SIGINT, old)
 
 
-# ----------------------------------------------------------------- in the worker
 def _context() -> Any:
     """``forkserver`` where there is one: after the first run, a worker starts in milliseconds
     instead of importing envfoundry afresh (``spawn``, the fallback, takes ~0.4 s). Never plain
@@ -299,6 +292,7 @@ def _compact(jobs: Sequence[tuple[Task, int]]) -> tuple[list[Task], array[int]]:
         return tasks, array("q", flat)
 
 
+# ----------------------------------------------------------------- in the worker
 def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
                  cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a Ctrl-C ends the run
@@ -325,7 +319,6 @@ async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: lis
                   cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
     n = len(index) // 2
     lock = counter.get_lock()
-
     parent = mp.parent_process()
 
     def claim() -> Iterator[tuple[Task, int]]:  # one job at a time from the shared counter
@@ -347,7 +340,7 @@ async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: lis
 
     def send() -> None:
         if batch:
-            conn.send(("recs", batch.copy()))
+            conn.send(("recs", batch))  # pickled right here, so the list can be reused
             batch.clear()
 
     def on_record(rec: dict[str, Any]) -> None:
