@@ -55,13 +55,14 @@ def test_split_concurrency():
         split_concurrency(8, 0)
 
 
-def test_jobs_are_sent_compactly():
-    from envfoundry.rollout.pool import _compact
+def test_jobs_are_numbers_and_a_fresh_run_sends_none():
+    from envfoundry.rollout.pool import remaining_jobs
 
     a, b = envfoundry.load("math").tasks("test")[:2]
-    tasks, index = _compact([(a, 0), (a, 1), (b, 0), (a, 2**40)])
-    assert tasks == [a, b] and list(index) == [0, 0, 0, 1, 1, 0, 0, 2**40]
-    assert _compact([(a, 3)])[1].itemsize == 4
+    assert remaining_jobs([a, b], 3, 0, {}) is None  # all of them: nothing per job is built or sent
+    assert remaining_jobs([a, b], 3, 5, {(a.id, 0): {}}) is None  # a done sample outside this run's offset
+    left = remaining_jobs([a, b], 3, 5, {(a.id, 6): {}, (b.id, 5): {}})
+    assert list(left) == [0, 2, 4, 5]  # job j: task j // 3, sample 5 + j % 3
 
 
 @pytest.mark.parametrize("env,model", [("math", "scripted:oracle"), ("shop", "scripted:random")])

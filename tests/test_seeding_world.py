@@ -1,10 +1,13 @@
 """Property tests: seeding, procedural task sources, world fork/diff/hash."""
 
+import math
+from collections import Counter
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envfoundry import World, derive_seed
-from envfoundry.core.stats import pass_at_k, pass_hat_k, wilson
+from envfoundry.core.stats import mean_over_tasks, pass_at_k, pass_hat_k, wilson
 
 
 @given(st.integers(), st.text(), st.integers(0, 1000))
@@ -101,6 +104,18 @@ def test_wilson_contains_estimate(c, n):
     c = min(c, n)
     lo, hi = wilson(c, n)
     assert 0 <= lo <= c / n <= hi <= 1
+
+
+@given(st.lists(st.integers(1, 12).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))), max_size=300),
+       st.integers(1, 12), st.booleans())
+def test_mean_over_tasks_is_the_exact_mean_of_every_task(per_task, k, all_k):
+    # computed once per distinct (n, c), yet bit for bit the correctly rounded sum over every task
+    fn = pass_hat_k if all_k else pass_at_k
+    vals = [fn(n, c, k) for n, c in per_task if n >= k]
+    expect = math.fsum(vals) / len(vals) if vals else None
+    assert mean_over_tasks(per_task, k, all_k=all_k) == expect
+    assert mean_over_tasks(Counter(per_task), k, all_k=all_k) == expect
+    assert mean_over_tasks(list(reversed(per_task)), k, all_k=all_k) == expect
 
 
 def test_pass_at_k_known_values():

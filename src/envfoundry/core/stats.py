@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
+from fractions import Fraction
 
 Z95 = 1.959963984540054
 
@@ -39,8 +41,21 @@ def pass_hat_k(n: int, c: int, k: int) -> float:
     return math.comb(c, k) / math.comb(n, k)
 
 
-def mean_over_tasks(per_task: Iterable[tuple[int, int]], k: int, *, all_k: bool = False) -> float | None:
-    """Mean pass@k (or pass^k) over tasks with at least k scored samples; None if there are none."""
+def mean_over_tasks(per_task: Iterable[tuple[int, int]] | Counter[tuple[int, int]], k: int, *,
+                    all_k: bool = False) -> float | None:
+    """Mean pass@k (or pass^k) over tasks with at least k scored samples; None if there are none.
+
+    ``per_task`` holds each task's (n scored, c passed), or is a Counter of those pairs (how many
+    tasks have each: pass one when calling for many k). Tasks with the same pair share one value,
+    so it is computed once per distinct pair (a run of thousands of tasks has a few dozen). The
+    sum is exact, as ``math.fsum`` of every task's value would be, so the result does not depend
+    on the order in which records arrived.
+    """
+    groups = per_task if isinstance(per_task, Counter) else Counter(per_task)
     fn = pass_hat_k if all_k else pass_at_k
-    vals = [fn(n, c, k) for n, c in per_task if n >= k]
-    return math.fsum(vals) / len(vals) if vals else None  # exact sum: the same in any record order
+    total, tasks = Fraction(0), 0
+    for (n, c), m in groups.items():
+        if n >= k and m > 0:
+            total += Fraction(fn(n, c, k)) * m
+            tasks += m
+    return float(total) / tasks if tasks else None

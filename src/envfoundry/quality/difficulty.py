@@ -19,7 +19,7 @@ while the budget lasts.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,7 +140,7 @@ def group_metrics(
     the bias that adaptive stopping would add.
     """
     full = {r.task_id: evidence[r.task_id].first(samples) for r in rows if evidence[r.task_id].n >= samples}
-    counts = [(len(g), sum(p for _, p in g)) for g in full.values()]
+    counts = Counter((len(g), sum(p for _, p in g)) for g in full.values())  # tasks per (n, c)
     in_band = [full[r.task_id] for r in rows if r.verdict == "in_band" and r.task_id in full]
     kept = [full[r.task_id] for r in rows if in_bounds(r.p_hat, band) and r.task_id in full]
     ks = range(1, samples + 1)

@@ -7,7 +7,8 @@ the jobs are shared by N processes (from a ``forkserver``, else ``spawn``), each
 split: every rollout's seed is a hash of (run seed, task id, sample), whichever process runs it.
 
 - **Jobs** are claimed one at a time from a shared counter, so a slow multi-turn rollout never
-  holds back a queue of others.
+  holds back a queue of others. A job is a number (task ``j // samples``, sample ``j % samples``):
+  workers get the tasks once and nothing per job, unless a resumed run lists what is left.
 - **Records** are serialised in the worker (the same bytes the store would write) and sent to the
   parent in batches over a pipe; the parent appends them to the run store and the summary. A
   record reaches the store only once its batch arrives, so a killed run loses at most the last
@@ -35,7 +36,7 @@ import signal
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -88,40 +89,49 @@ def worker_policy(policy: Policy) -> Policy:
     return pol
 
 
-def check_workers(env: Environment, source: object, tasks: Sequence[Task], policy: Policy) -> None:
+def check_workers(env: Environment, source: object, tasks: Sequence[Task], policy: Policy) -> bytes:
     """What workers > 1 needs, checked before anything is written: an environment that workers
-    can load (``source``: its ``(spec, args)``), and tasks and policy that can be sent to them."""
+    can load (``source``: its ``(spec, args)``), and tasks and policy that can be sent to them.
+    Returns the pickled tasks, for :func:`run_pool` (so they are pickled once)."""
     if source is None:
         raise UsageError(f"workers > 1 needs an environment given by name or file spec, or made by "
                          f"envfoundry.load(); {env.name!r} was built in this process only")
-    check_sendable(tasks, policy)
+    return check_sendable(tasks, policy)
 
 
-def check_sendable(tasks: Sequence[Task], policy: Policy) -> None:
+def check_sendable(tasks: Sequence[Task], policy: Policy) -> bytes:
     """Refuse, before a run directory is made, tasks (and a policy without ``for_worker``) that
-    cannot be pickled to worker processes."""
-    _dumps(list(tasks), "the tasks")
+    cannot be pickled to worker processes; returns the pickled tasks."""
+    blob = _dumps(list(tasks), "the tasks")
     if not callable(getattr(policy, "for_worker", None)):
         worker_policy(policy)
+    return blob
 
 
 async def run_pool(
     env_source: tuple[str, dict[str, str]],
     env_id: tuple[str, str],
-    jobs: Sequence[tuple[Task, int]],
+    tasks: Sequence[Task],
     policy: Policy,
     cfg: RolloutConfig,
     workers: int,
     on_line: OnLine,
     light: Light,
+    *,
+    offset: int = 0,
+    done: Container[tuple[str, int]] = (),
+    tasks_blob: bytes | None = None,
 ) -> None:
-    """Run ``jobs`` in ``workers`` processes; ``on_line`` receives each finished record.
+    """Run ``cfg.samples`` rollouts of each of ``tasks`` (samples ``offset ..``, less those in
+    ``done``) in ``workers`` processes; ``on_line`` receives each finished record.
 
     ``env_source`` is (spec, args) for :func:`envfoundry.load` in the workers; ``env_id`` the
     (name, version) they must find. ``policy`` must be started already (a ``local`` server).
+    ``tasks_blob``: ``tasks`` pickled already (by :func:`check_workers`).
     """
     shares = split_concurrency(cfg.concurrency, workers)
-    if not jobs:
+    index = remaining_jobs(tasks, cfg.samples, offset, done)
+    if not (len(tasks) * cfg.samples if index is None else len(index)):
         return
     pol = worker_policy(policy)
     ctx = _context()
@@ -207,10 +217,13 @@ async def run_pool(
             pending.add(i)
         # the jobs, pickled once while the workers load the environment, go down each pipe (as a
         # Process argument they would be pickled per worker, and each start would wait for the last)
-        payload = _dumps((pol, *_compact(jobs)), "the tasks")
+        if tasks_blob is None:
+            tasks_blob = _dumps(list(tasks), "the tasks")
+        plan = _dumps((pol, cfg.samples, offset, index), f"policy {getattr(policy, 'name', policy)!r}")
         for i, conn in enumerate(conns):
             try:
-                conn.send_bytes(payload)
+                conn.send_bytes(tasks_blob)
+                conn.send_bytes(plan)
             except OSError:  # it died before reading its jobs: read why (its error message), then EOF
                 on_readable(i)
                 if i in pending:
@@ -273,29 +286,25 @@ def _context() -> Any:
     return mp.get_context("spawn")
 
 
-def _compact(jobs: Sequence[tuple[Task, int]]) -> tuple[list[Task], array[int]]:
-    """The distinct tasks, and each job as (index into them, sample) in a flat array: cheap to
-    send to every worker however many samples there are."""
-    tasks: list[Task] = []
-    where: dict[int, int] = {}
-    flat: list[int] = []
-    for task, sample in jobs:
-        i = where.get(id(task))
-        if i is None:
-            i = where[id(task)] = len(tasks)
-            tasks.append(task)
-        flat.append(i)
-        flat.append(sample)
-    try:
-        return tasks, array("i", flat)  # 4 bytes a number: half the bytes to send
-    except OverflowError:  # a sample offset beyond 2**31
-        return tasks, array("q", flat)
+def remaining_jobs(tasks: Sequence[Task], samples: int, offset: int,
+                   done: Container[tuple[str, int]]) -> array[int] | None:
+    """The jobs to run as numbers ``j`` (task ``j // samples``, sample ``offset + j % samples``),
+    or None for all of them: nothing per job is built or sent for a fresh run, however many
+    samples it has. (A resumed run lists the jobs it still needs.)"""
+    if not done:
+        return None
+    left = array("q", (ti * samples + s for ti, t in enumerate(tasks) for s in range(samples)
+                       if (t.id, offset + s) not in done))
+    return None if len(left) == len(tasks) * samples else left
 
 
 # ----------------------------------------------------------------- in the worker
 def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
                  cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a Ctrl-C ends the run
+    # what the fork server imported lives as long as we do: frozen, the collector never scans it
+    # again (a full collection through it, set off by unpickling the tasks, took 20 ms of a start)
+    gc.freeze()
     try:
         from ..envs import load
 
@@ -304,9 +313,10 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
             raise WorkerError(f"environment {env_source[0]!r} loads as {env.name} {env.version} in a worker "
                               f"process, not {env_id[0]} {env_id[1]}; a built-in or file environment is needed "
                               "for workers > 1")
-        policy, tasks, index = pickle.loads(conn.recv_bytes())
-        gc.freeze()  # our own process: the jobs live to the end, so the collector need not scan them
-        asyncio.run(_worker(conn, env, policy, tasks, index, cfg, counter, stop, light))
+        tasks = pickle.loads(conn.recv_bytes())
+        policy, samples, offset, index = pickle.loads(conn.recv_bytes())
+        gc.freeze()  # the tasks too: they live to the end
+        asyncio.run(_worker(conn, env, policy, tasks, samples, offset, index, cfg, counter, stop, light))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         with contextlib.suppress(OSError):
             conn.send(("error", e.args[0] if isinstance(e, EnvfoundryError) and e.args else format_exception(e)))
@@ -315,9 +325,9 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
     conn.close()
 
 
-async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: list[Task], index: array[int],
-                  cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
-    n = len(index) // 2
+async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: list[Task], samples: int, offset: int,
+                  index: array[int] | None, cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
+    n = len(tasks) * samples if index is None else len(index)
     lock = counter.get_lock()
     parent = mp.parent_process()
 
@@ -334,7 +344,8 @@ async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: lis
                 lock.release()
             if i >= n:
                 return
-            yield tasks[index[2 * i]], index[2 * i + 1]
+            j = i if index is None else index[i]
+            yield tasks[j // samples], offset + j % samples
 
     batch: list[tuple[bytes, dict[str, Any]]] = []
 

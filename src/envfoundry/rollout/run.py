@@ -141,8 +141,7 @@ async def evaluate_async(
         source = (m.env_spec, m.env_args) if isinstance(env, str) else getattr(env_obj, "loaded_from", None)
         if workers > m.concurrency:
             raise UsageError(f"workers ({workers}) must not exceed the run's concurrency ({m.concurrency})")
-        if workers > 1:
-            check_workers(env_obj, source, tasks, policy)
+        blob = check_workers(env_obj, source, tasks, policy) if workers > 1 else None
         cfg = RolloutConfig(samples=m.samples, concurrency=m.concurrency, seed=m.seed,
                             timeout_s=m.timeout_s, max_turns=m.max_turns)
         done = store.prepare_resume()
@@ -163,8 +162,7 @@ async def evaluate_async(
             raise UsageError(str(e)) from None
         split_concurrency(concurrency, workers)  # before anything is written
         policy = _policy_from(model, model_options)
-        if workers > 1:
-            check_workers(env_obj, source, tasks, policy)
+        blob = check_workers(env_obj, source, tasks, policy) if workers > 1 else None
         manifest = RunManifest(
             env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, env_args=env_args or {},
             split=split,
@@ -206,13 +204,12 @@ async def evaluate_async(
     try:
         await policy.start()
         offset = store.manifest.sample_offset
-        jobs = iter_jobs(tasks, cfg.samples, done, offset=offset)
         if workers > 1:
             assert source is not None
-            await run_pool(source, (env_obj.name, env_obj.version), list(jobs), policy, cfg, workers, on_line,
-                           _light)
+            await run_pool(source, (env_obj.name, env_obj.version), tasks, policy, cfg, workers, on_line, _light,
+                           offset=offset, done=done, tasks_blob=blob)
         else:
-            await run_all(env_obj, jobs, policy, cfg, on_record)
+            await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record)
     finally:
         flush_task.cancel()
         try:

@@ -45,7 +45,7 @@ class Summary:
     def result(self, *, samples: int) -> dict[str, Any]:
         n, passes, outcomes = self.n, self.passes, self.outcomes
         lo, hi = wilson(passes, n)
-        counts = [(a, b) for a, b in self.per_task.values() if a]
+        counts = Counter((a, b) for a, b in self.per_task.values() if a)  # tasks per (scored, passed)
         return {
             "n_trajectories": sum(outcomes.values()),
             "n_scored": n,
