@@ -38,6 +38,7 @@ import aiohttp
 import orjson
 
 import envfoundry
+from envfoundry.core.seeding import derive_seed
 from envfoundry.policies.openai import OpenAIPolicy, SamplingOptions
 from envfoundry.rollout.pool import split_concurrency
 
@@ -62,12 +63,16 @@ def _shape(n: int) -> tuple[int, int]:
 
 
 def _bodies(env, n: int, model: str, max_tokens: int) -> list[dict]:
+    """The request bodies the engine sends for n rollouts (run seed 0), byte for byte: built by
+    the policy itself, so the plain client and the engine give the server the same work."""
+    pol = OpenAIPolicy(model, base_url="http://127.0.0.1:1/v1",
+                       sampling=SamplingOptions(temperature=0.0, max_tokens=max_tokens))
     tasks, samples = _shape(n)
     out = []
-    for t in list(env.tasks("test")[:tasks]) * samples:
-        ep = env.reset(t, seed=0)
-        msgs = [{"role": m.role, "content": m.content} for m in ep.messages]
-        out.append({"model": model, "messages": msgs, "temperature": 0.0, "max_tokens": max_tokens})
+    for t in env.tasks("test")[:tasks]:
+        for s in range(samples):
+            ep = env.reset(t, seed=derive_seed(0, t.id, s))
+            out.append(pol._request(ep, [], False, derive_seed(ep.seed, ep.turns) & 0x7FFFFFFF))
     return out
 
 
