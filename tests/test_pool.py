@@ -127,7 +127,8 @@ def test_classes_of_an_env_file_travel_to_workers(tmp_path):
     assert run.summary["n_trajectories"] == 20 and run.summary["pass_rate"] == 1.0
 
 
-def test_the_parents_own_write_error_is_not_blamed_on_a_worker(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_write_error_is_one_clear_line_not_blamed_on_a_worker(tmp_path, workers):
     import resource
 
     out = tmp_path / "r"
@@ -136,10 +137,11 @@ def test_the_parents_own_write_error_is_not_blamed_on_a_worker(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 
     r = subprocess.run([sys.executable, "-m", "envfoundry", "run", "shop", "--model", "scripted:random", "--limit",
-                        "100", "--samples", "2", "--concurrency", "4", "--workers", "2", "--out", str(out), "-q"],
+                        "100", "--samples", "2", "--concurrency", "4", "--workers", workers, "--out", str(out), "-q"],
                        capture_output=True, text=True, timeout=120, preexec_fn=small_files)
-    assert r.returncode != 0
-    assert "File too large" in r.stderr + r.stdout and "exited with code" not in r.stderr + r.stdout
+    assert r.returncode == 1, r.stderr
+    assert "File too large" in r.stderr and "trajectories.jsonl" in r.stderr and "--resume" in r.stderr
+    assert "Traceback" not in r.stderr and "exited with code" not in r.stderr + r.stdout
 
 
 def test_cancel_stops_workers_and_keeps_finished_rollouts(tmp_path):

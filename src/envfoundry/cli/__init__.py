@@ -1,7 +1,8 @@
 """The ``envfoundry`` command line: parses, calls the library, prints.
 
-Exit codes: 0 ok, 1 a check or audit found problems, 2 bad usage or bad input, 130 interrupted
-(after the run store has been flushed).
+Exit codes: 0 ok, 1 a check or audit found problems, or the machine failed the command (a model
+server that cannot start, a full disk), 2 bad usage or bad input, 130 interrupted (after the run
+store has been flushed).
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         err.print("interrupted; the run store was flushed (continue with --resume)")
         return 130
     except UsageError as e:  # escaped: messages hold install commands like pip install "envfoundry[local]"
-        err.print(f"[red]error:[/red] {_escape(str(e))}")
+        err.print(f"[red]error:[/red] {_escape(str(e))}", soft_wrap=True)
         return 2
     except EnvfoundryError as e:  # e.g. the local model server failed to start
-        err.print(f"[red]error:[/red] {_escape(str(e))}")
+        err.print(f"[red]error:[/red] {_escape(str(e))}", soft_wrap=True)
+        return 1
+    except OSError as e:  # the machine's fault, not the user's input: a full disk, a file too large
+        where = f": {e.filename}" if e.filename else ""
+        err.print(f"[red]error:[/red] {_escape(e.strerror or str(e))}{_escape(str(where))} (what was stored before "
+                  "it is kept; a run continues with --resume)", soft_wrap=True)
         return 1
     return 0
 

@@ -210,9 +210,12 @@ class RunStore:
         data = b"".join(self._buf)
         self._buf.clear()
         view = memoryview(data)
-        while view:  # os.write may write less than asked for very large buffers
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:  # os.write may write less than asked for very large buffers
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as e:  # a full disk: name the file (a torn last line is dropped on --resume)
+            raise OSError(e.errno, e.strerror, str(self.path / TRAJECTORIES)) from None
 
     def records(self) -> Iterator[dict[str, Any]]:
         tp = self.path / TRAJECTORIES
