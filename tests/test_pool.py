@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -215,6 +216,16 @@ def test_ctrl_c_with_workers_leaves_no_process(tmp_path):
     r = cli("run", "--out", str(out), "--resume", "--workers", "2", "-q")
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "summary.json").read_text())["n_trajectories"] == 800
+
+
+def test_more_workers_than_cores_is_a_note_not_a_refusal(tmp_path):
+    r = cli("run", "math", "--limit", "4", "--workers", "2", "--out", str(tmp_path / "r"), "-q",
+            preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))  # one core
+    assert r.returncode == 0, r.stderr
+    assert "--workers 2 is more than the 1 core(s)" in r.stderr
+    r = cli("run", "math", "--limit", "4", "--workers", "1", "--out", str(tmp_path / "s"), "-q",
+            preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    assert r.returncode == 0 and "note:" not in r.stderr
 
 
 def test_refusals(tmp_path):

@@ -8,7 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, check_model_options, console, err
+from ._common import (
+    EnvArg,
+    EnvArgOpt,
+    EnvOpt,
+    _env_args,
+    _env_spec,
+    _escape,
+    app,
+    check_model_options,
+    console,
+    err,
+    note_workers,
+)
 
 
 @app.command("check")
@@ -170,6 +182,7 @@ def calibrate_cmd(
         console.print(f"{what} round {rnd.number}: {len(rnd.task_ids)} tasks x {rnd.samples} samples "
                       f"(samples {rnd.offset}-{rnd.offset + rnd.samples - 1})")
 
+    note_workers(workers)
     result = calibrate(
         spec, model=model, out=out, config=config, resume=resume, progress=None if quiet else _FreshProgress(),
         on_round=on_round, env_args=_env_args(env_arg) if env_arg else None, workers=workers,

@@ -9,7 +9,19 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, check_model_options, console, err
+from ._common import (
+    EnvArg,
+    EnvArgOpt,
+    EnvOpt,
+    _env_args,
+    _env_spec,
+    _escape,
+    app,
+    check_model_options,
+    console,
+    err,
+    note_workers,
+)
 
 
 @app.command("list")
@@ -102,6 +114,7 @@ def run_cmd(
     split = split or "test"
     samples = 1 if samples is None else samples
     seed = 0 if seed is None else seed
+    note_workers(workers)
     progress = None if quiet else RichProgress(console)
     run = evaluate(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,
