@@ -4,6 +4,7 @@
     python bench/bench_models.py --no-local # only the stub-server part
     python bench/bench_models.py --no-local --latency-ms 0 --workers 2,4,8   # engine workers on a big machine
     python bench/bench_models.py --breakdown  # where the engine's client CPU goes, layer by layer
+    python bench/bench_models.py --server-cpu-us 150  # a server that is the limit, on a small machine
 
 1. Engine vs raw: an instant OpenAI-compatible stub server runs in its own process on 127.0.0.1.
    Baseline: plain aiohttp, one shared session, 64 requests in flight, the same request body the
@@ -15,6 +16,10 @@
    several; on 2 cores the server and the client already share the machine. Then the same against
    a stub that answers after ``--latency-ms`` (default 50 ms; a real model takes far longer),
    where what matters is whether the engine keeps 64 requests in flight.
+   ``--server-cpu-us N`` runs only a third comparison: the stub works N us of CPU on each request,
+   on a core of its own, with the clients on the other cores. The server is then the limit, as
+   the one-process stub is on a many-core machine, and the ratio shows what the engine itself
+   loses (start-up, the last rollouts, its pattern of requests) when the client has CPU to spare.
 2. Local model: the embedded SmolLM2 llama.cpp server. Baseline: aiohttp straight at that
    server with the same prompts and sampling, one request at a time (the server serialises
    requests anyway). Then envfoundry's engine against the same server, also one rollout at a
@@ -45,11 +50,21 @@ from envfoundry.rollout.pool import split_concurrency
 _JSON = {"Content-Type": "application/json"}
 
 
-def _serve(delay_s: float) -> None:
+def _serve(delay_s: float, cpu_us: float = 0.0) -> None:
     from envfoundry.testing import StubServer
 
+    if cpu_us and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # the server gets a core of its own
+
+    def reply(_body: dict) -> str:  # --server-cpu-us: the server works this long on each request
+        end = time.perf_counter() + cpu_us / 1e6
+        while time.perf_counter() < end:
+            pass
+        return "<answer>4</answer>"
+
     async def main() -> None:
-        async with StubServer(keep_requests=False, reply="<answer>4</answer>", delay_s=delay_s) as srv:
+        async with StubServer(keep_requests=False, reply=reply if cpu_us else "<answer>4</answer>",
+                              delay_s=delay_s) as srv:
             print(srv.base_url, flush=True)
             await asyncio.Event().wait()
 
@@ -141,9 +156,13 @@ async def engine_rate(base_url: str, model: str, n: int, concurrency: int, max_t
         shutil.rmtree(d)
 
 
-def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0, workers: tuple[int, ...] = ()) -> None:
-    cmd = [sys.executable, __file__, "--serve", "--latency-ms", str(latency_ms)]
+def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0, workers: tuple[int, ...] = (),
+               cpu_us: float = 0.0) -> None:
+    cmd = [sys.executable, __file__, "--serve", "--latency-ms", str(latency_ms), "--server-cpu-us", str(cpu_us)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if cpu_us and len(cores) > 1:  # the clients keep off the server's core
+        os.sched_setaffinity(0, cores - {min(cores)})
     try:
         assert p.stdout is not None
         base_url = p.stdout.readline().strip()
@@ -162,19 +181,23 @@ def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0, w
                 engs[w].append(asyncio.run(engine_rate(base_url, "stub-model", n, concurrency, 256, w))[0])
         raw = max(max(v) for v in raws.values())  # the baseline: the best plain client
         best = max(counts, key=lambda w: max(engs[w]))
-        what = "instant stub server" if not latency_ms else f"stub server answering after {latency_ms:g} ms"
+        what = ("instant stub server" if not (latency_ms or cpu_us) else
+                f"stub server answering after {latency_ms:g} ms" if latency_ms else
+                f"stub server working {cpu_us:g} us of CPU per request on a core of its own")
         print(f"{what} (one process), {n:,} requests, concurrency {concurrency}, best of {rounds}, "
               f"{os.cpu_count()} cores:")
         for w in counts:
             print(f"  raw aiohttp, {_procs(w):<18} {max(raws[w]):>10,.0f} req/s")
         for w in counts:
-            target = "   (target >= 0.95)" if not latency_ms and w == best else ""
+            target = "   (target >= 0.95)" if not (latency_ms or cpu_us) and w == best else ""
             label = _procs(w, "worker" if w > 1 else "process")
             print(f"  envfoundry, {label:<19} {max(engs[w]):>10,.0f} rollouts/s   "
                   f"ratio to the best raw {max(engs[w]) / raw:.3f}{target}")
     finally:
         p.terminate()
         p.wait()
+        if cpu_us and len(cores) > 1:
+            os.sched_setaffinity(0, cores)
 
 
 def _procs(n: int, what: str = "process") -> str:
@@ -293,7 +316,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--requests", type=int, default=40000)
-    ap.add_argument("--latency-requests", type=int, default=10000, help="requests of the --latency-ms comparison")
+    ap.add_argument("--latency-requests", type=int, default=10000, help="requests of the --latency-ms and --server-cpu-us comparisons")
     ap.add_argument("--workers", default=str(max(2, min(8, (os.cpu_count() or 2) // 2))),
                     help="also run the engine with these numbers of worker processes (comma-separated), against "
                     "plain aiohttp in as many processes; the baseline is the best plain client (default: half the "
@@ -304,12 +327,15 @@ def main() -> None:
     ap.add_argument("--local-max-tokens", type=int, default=64)
     ap.add_argument("--latency-ms", type=float, default=50.0,
                     help="server latency of the second stub comparison (0: skip it)")
+    ap.add_argument("--server-cpu-us", type=float, default=0.0,
+                    help="only: a stub server that works this many us of CPU per request on a core of its own "
+                    "(the clients on the others), so that the server is the limit, as on a many-core machine")
     ap.add_argument("--no-local", action="store_true")
     ap.add_argument("--breakdown", action="store_true",
                     help="only: client CPU per request as the engine's layers are added")
     a = ap.parse_args()
     if a.serve:
-        _serve(a.latency_ms / 1000)
+        _serve(a.latency_ms / 1000, a.server_cpu_us)
         return
     if a.breakdown:
         bench_breakdown(a.requests, a.concurrency, a.rounds)
@@ -320,6 +346,9 @@ def main() -> None:
         ap.error(f"--workers takes numbers separated by commas, got {a.workers!r}")
     if min(workers) < 1 or max(workers) > a.concurrency:
         ap.error(f"--workers must be between 1 and --concurrency ({a.concurrency})")
+    if a.server_cpu_us:  # alone: worker processes must start (from the fork server) off the server's core
+        bench_stub(a.latency_requests, a.concurrency, a.rounds, workers=workers, cpu_us=a.server_cpu_us)
+        return
     bench_stub(a.requests, a.concurrency, a.rounds, workers=workers)
     if a.latency_ms:
         bench_stub(a.latency_requests, a.concurrency, a.rounds, a.latency_ms)
