@@ -161,9 +161,10 @@ def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0, w
     cmd = [sys.executable, __file__, "--serve", "--latency-ms", str(latency_ms), "--server-cpu-us", str(cpu_us)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    if cpu_us and len(cores) > 1:  # the clients keep off the server's core
-        os.sched_setaffinity(0, cores - {min(cores)})
+    pinned = bool(cpu_us) and len(cores) > 1
     try:
+        if pinned:  # the clients keep off the server's core
+            os.sched_setaffinity(0, cores - {min(cores)})
         assert p.stdout is not None
         base_url = p.stdout.readline().strip()
         env = envfoundry.load("math")
@@ -184,8 +185,8 @@ def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0, w
         what = ("instant stub server" if not (latency_ms or cpu_us) else
                 f"stub server answering after {latency_ms:g} ms" if latency_ms else
                 f"stub server working {cpu_us:g} us of CPU per request on a core of its own")
-        print(f"{what} (one process), {n:,} requests, concurrency {concurrency}, best of {rounds}, "
-              f"{os.cpu_count()} cores:")
+        where = f"1 server core and {len(cores) - 1} client cores" if pinned else f"{os.cpu_count()} cores"
+        print(f"{what} (one process), {n:,} requests, concurrency {concurrency}, best of {rounds}, {where}:")
         for w in counts:
             print(f"  raw aiohttp, {_procs(w):<18} {max(raws[w]):>10,.0f} req/s")
         for w in counts:
@@ -196,7 +197,7 @@ def bench_stub(n: int, concurrency: int, rounds: int, latency_ms: float = 0.0, w
     finally:
         p.terminate()
         p.wait()
-        if cpu_us and len(cores) > 1:
+        if pinned:
             os.sched_setaffinity(0, cores)
 
 
@@ -316,7 +317,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--requests", type=int, default=40000)
-    ap.add_argument("--latency-requests", type=int, default=10000, help="requests of the --latency-ms and --server-cpu-us comparisons")
+    ap.add_argument("--latency-requests", type=int, default=10000,
+                    help="requests of the --latency-ms and --server-cpu-us comparisons")
     ap.add_argument("--workers", default=str(max(2, min(8, (os.cpu_count() or 2) // 2))),
                     help="also run the engine with these numbers of worker processes (comma-separated), against "
                     "plain aiohttp in as many processes; the baseline is the best plain client (default: half the "

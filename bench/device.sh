@@ -22,6 +22,7 @@ if ! "$py" -c "import aiohttp, orjson, pydantic" 2>/dev/null; then
         exit 2
     fi
     site="$(mktemp -d)"
+    trap 'rm -rf "$site"' EXIT
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
     export PYTHONPATH="$site:$PYTHONPATH"
 fi

@@ -4,6 +4,8 @@ workers, a worker that dies, cancellation without orphans, and the refusals."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import importlib
 import json
 import multiprocessing
 import os
@@ -111,6 +113,66 @@ def test_a_dead_worker_is_an_error_and_resume_finishes(tmp_path):
     run = envfoundry.evaluate(DIES, model="scripted:oracle", out=out, resume=True, workers=2)
     recs = _records(out)
     assert run.summary["complete"] and len(recs) == 80 == len({(r["task_id"], r["sample"]) for r in recs})
+
+
+@pytest.mark.parametrize("offset", [0, 5])
+def test_resume_with_workers_runs_exactly_the_missing_rollouts(tmp_path, offset):
+    out = tmp_path / "run"
+    envfoundry.evaluate("math", model="scripted:oracle", out=out, limit=6, samples=3, concurrency=4,
+                        sample_offset=offset)
+    traj = out / "trajectories.jsonl"
+    lines = traj.read_bytes().splitlines(keepends=True)
+    traj.write_bytes(b"".join(lines[::3]))  # two of every three rollouts are lost
+    run = envfoundry.evaluate("math", model="scripted:oracle", out=out, resume=True, concurrency=4, workers=2)
+    recs = _records(out)
+    keys = [(r["task_id"], r["sample"]) for r in recs]
+    assert len(keys) == len(set(keys)) == 18 and {s for _, s in keys} == {offset, offset + 1, offset + 2}
+    assert sorted(map(_key, recs)) == sorted(_key(json.loads(line)) for line in lines)  # the same rollouts
+    assert run.summary["complete"] is True
+
+
+class _FullDisk:
+    """``os`` as the run store sees it on a disk that fills up after ``room`` bytes of records;
+    after that, writing a file (the summary) fails too."""
+
+    def __init__(self, room: int) -> None:
+        self.room, self.full = room, False
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    def write(self, fd: int, data) -> int:
+        if len(data) > self.room:
+            self.full = True
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        os.fsync(fd)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_full_disk_names_the_file_keeps_what_was_stored_and_resumes(tmp_path, monkeypatch, capsys, workers):
+    from envfoundry.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "math", "--model", "scripted:oracle", "--limit", "200", "--samples", "2", "--concurrency", "4",
+            "--workers", workers, "--out", str(out)]  # with the progress bar: it must stop cleanly
+    with monkeypatch.context() as m:
+        m.setattr(importlib.import_module("envfoundry.rollout.store"), "os", _FullDisk(200_000))
+        assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(out / "trajectories.jsonl") in err and "--resume" in err
+    assert "Traceback" not in err and "summary.json" not in err  # the first failure is the one reported
+    assert not list(out.glob(".*.tmp"))  # no half-written summary left behind
+    stored = _records(out)
+    assert 0 < len(stored) < 400
+    assert main(["run", "--out", str(out), "--resume", "-q", "--workers", workers]) == 0
+    recs = _records(out)
+    assert len(recs) == 400 == len({(r["task_id"], r["sample"]) for r in recs})
 
 
 def test_a_worker_dying_with_the_job_lock_held_ends_the_run(tmp_path):

@@ -8,6 +8,7 @@ store has been flushed).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from ..core.errors import EnvfoundryError, UsageError
@@ -38,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     except EnvfoundryError as e:  # e.g. the local model server failed to start
         err.print(f"[red]error:[/red] {_escape(str(e))}", soft_wrap=True)
         return 1
-    except OSError as e:  # the machine's fault, not the user's input: a full disk, a file too large
-        where = f": {e.filename}" if e.filename else ""
-        err.print(f"[red]error:[/red] {_escape(e.strerror or str(e))}{_escape(str(where))} (what was stored before "
-                  "it is kept; a run continues with --resume)", soft_wrap=True)
+    except OSError as e:  # a file the machine cannot read or write (a run's own writes are RunWriteErrors)
+        if e.filename is None:
+            raise  # not about a file: a bug, and its traceback is what helps
+        names = " -> ".join(os.fsdecode(n) if isinstance(n, (str, bytes, os.PathLike)) else str(n)
+                            for n in (e.filename, e.filename2) if n is not None)
+        err.print(f"[red]error:[/red] {_escape(e.strerror or type(e).__name__)}: {_escape(names)}", soft_wrap=True)
         return 1
     return 0
 

@@ -182,7 +182,7 @@ def calibrate_cmd(
         console.print(f"{what} round {rnd.number}: {len(rnd.task_ids)} tasks x {rnd.samples} samples "
                       f"(samples {rnd.offset}-{rnd.offset + rnd.samples - 1})")
 
-    note_workers(workers)
+    note_workers(workers, concurrency)
     result = calibrate(
         spec, model=model, out=out, config=config, resume=resume, progress=None if quiet else _FreshProgress(),
         on_round=on_round, env_args=_env_args(env_arg) if env_arg else None, workers=workers,

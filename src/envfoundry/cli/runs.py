@@ -114,7 +114,7 @@ def run_cmd(
     split = split or "test"
     samples = 1 if samples is None else samples
     seed = 0 if seed is None else seed
-    note_workers(workers)
+    note_workers(workers, concurrency)
     progress = None if quiet else RichProgress(console)
     run = evaluate(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,

@@ -40,6 +40,11 @@ class StoreError(UsageError):
     """The run directory cannot be used as asked (not empty without --resume, manifest mismatch)."""
 
 
+class RunWriteError(EnvfoundryError):
+    """A run's records could not be written (a full disk, a file size limit): the machine's fault,
+    not the input's (exit code 1). What was stored before is kept, and ``--resume`` continues."""
+
+
 def reason(e: BaseException) -> str:
     """A one-line reason for a file that failed to load: for a pydantic ValidationError its first
     error (where and what) and how many there are, without pydantic's help links; else ``str(e)``."""

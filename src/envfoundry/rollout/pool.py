@@ -313,8 +313,11 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
             raise WorkerError(f"environment {env_source[0]!r} loads as {env.name} {env.version} in a worker "
                               f"process, not {env_id[0]} {env_id[1]}; a built-in or file environment is needed "
                               "for workers > 1")
-        tasks = pickle.loads(conn.recv_bytes())
-        policy, samples, offset, index = pickle.loads(conn.recv_bytes())
+        blob = conn.recv_bytes()  # both messages first: the parent's sends never wait on our unpickling
+        plan = conn.recv_bytes()
+        tasks = pickle.loads(blob)
+        policy, samples, offset, index = pickle.loads(plan)
+        del blob, plan
         gc.freeze()  # the tasks too: they live to the end
         asyncio.run(_worker(conn, env, policy, tasks, samples, offset, index, cfg, counter, stop, light))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from .. import __version__
 from ..core.env import Environment
-from ..core.errors import StoreError, UsageError
+from ..core.errors import RunWriteError, StoreError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
 from .engine import RolloutConfig, iter_jobs, run_all
@@ -201,27 +201,53 @@ async def evaluate_async(
             store.flush()
 
     flush_task = asyncio.ensure_future(flusher())
+    failing = False  # an error is on its way out: a second one while closing must not replace it
     try:
-        await policy.start()
-        offset = store.manifest.sample_offset
-        if workers > 1:
-            assert source is not None
-            await run_pool(source, (env_obj.name, env_obj.version), tasks, policy, cfg, workers, on_line, _light,
-                           offset=offset, done=done, tasks_blob=blob)
-        else:
-            await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record)
-    finally:
-        flush_task.cancel()
         try:
-            await asyncio.shield(policy.close())
+            await policy.start()
+            offset = store.manifest.sample_offset
+            if workers > 1:
+                assert source is not None
+                await run_pool(source, (env_obj.name, env_obj.version), tasks, policy, cfg, workers, on_line, _light,
+                               offset=offset, done=done, tasks_blob=blob)
+            else:
+                await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record)
+        except BaseException:
+            failing = True
+            raise
         finally:
-            store.close()
-            summary = tally.result(samples=cfg.samples)
-            summary["complete"] = summary["n_trajectories"] == total
-            store.write_summary(summary)
-            if progress is not None:
-                progress.stop()
+            flush_task.cancel()
+            try:
+                await asyncio.shield(policy.close())
+            finally:
+                try:
+                    store.close()
+                    summary = tally.result(samples=cfg.samples)
+                    summary["complete"] = summary["n_trajectories"] == total
+                    store.write_summary(summary)
+                except OSError:
+                    if not failing:
+                        raise
+            # (a full disk that failed a record's write usually fails the summary's too: the first is reported)
+    except OSError as e:
+        err = _write_error(e, store.path)
+        if err is e:
+            raise
+        raise err from e
+    finally:
+        if progress is not None:  # whatever happened: the terminal gets its cursor back
+            progress.stop()
     return Run(store.path, store.manifest, summary)
+
+
+def _write_error(e: OSError, run_dir: Path) -> OSError | RunWriteError:
+    """A write into the run directory that failed (a full disk) as a RunWriteError saying what
+    to do; any other OSError unchanged."""
+    name = str(e.filename or "")
+    if not name or not Path(name).resolve().is_relative_to(run_dir.resolve()):
+        return e
+    return RunWriteError(f"cannot write {name}: {e.strerror or type(e).__name__}; the rollouts stored before are "
+                         "kept: make room and continue with --resume")
 
 
 def _light(r: dict[str, Any]) -> dict[str, Any]:

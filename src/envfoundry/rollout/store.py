@@ -11,6 +11,7 @@ file holds exactly one record per (task_id, sample).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -93,12 +94,19 @@ def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a temporary file, then a rename). A failure (a full
+    disk) leaves the old file as it was, no temporary file, and an OSError naming ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(e.errno, e.strerror, str(path)) from None  # the errno's own subclass
 
 
 class RunStore:
