@@ -210,6 +210,7 @@ def test_end_to_end_math_run_with_the_local_model(tmp_path):
     for x in recs:
         assert x["messages"][-1]["role"] == "assistant" and x["messages"][-1]["content"].strip()
         assert x["usage"]["completion_tokens"] > 0 and x["usage"]["prompt_tokens"] > 0
+        assert x["turn_usage"] == [x["usage"]]  # math is one turn: its counts are that turn's
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["policy"]["spec"] == "local" and manifest["policy"]["sampling"]["max_tokens"] == 48
     summary = json.loads((out / "summary.json").read_text())

@@ -376,6 +376,12 @@ def test_native_tool_calls_round_trip(mode: str) -> None:
         assert call == {"id": "call_abc", "name": "add", "arguments": '{"a": 2, "b": 3}'}
         assert rec["policy_info"][0]["finish_reason"] == "tool_calls"
         assert rec["usage"]["completion_tokens"] > 0
+        # token usage per turn: one entry for each of the two requests, adding up to the rollout's
+        per_turn = rec["turn_usage"]
+        assert len(per_turn) == 2 == rec["turns"] and all(u["prompt_tokens"] > 0 for u in per_turn)
+        assert per_turn[1]["prompt_tokens"] > per_turn[0]["prompt_tokens"]  # the second sees the tool result
+        for k in ("prompt_tokens", "completion_tokens"):
+            assert sum(u[k] for u in per_turn) == rec["usage"][k]
 
     asyncio.run(main())
 

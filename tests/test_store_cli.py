@@ -34,6 +34,7 @@ def test_oracle_noop_on_math(tmp_path):
     for field in ("task_id", "sample", "outcome", "score", "passed", "messages", "seed", "usage",
                   "timings"):
         assert field in rec
+    assert "turn_usage" not in rec  # a scripted policy reports no tokens
     manifest = json.loads((tmp_path / "n" / "manifest.json").read_text())
     for field in ("env", "env_version", "task_ids", "policy", "seed", "package_version",
                   "started_at"):

@@ -57,6 +57,7 @@ async def run_rollout(
     seed = derive_seed(cfg.seed, task.id, sample)
     max_turns = cfg.max_turns or env.max_turns
     usage = Usage()
+    turn_usage: list[dict[str, int]] = []  # the server's token counts, one entry per policy turn
     where = "env"  # which side is running: decides policy_error vs env_error
     t_policy = t_env = t_grade = 0.0
     t0 = t = time.perf_counter()
@@ -79,6 +80,7 @@ async def run_rollout(
                 t_policy += t - t1
                 where = "env"
                 usage.add(out.usage)
+                turn_usage.append(out.usage.to_dict())
                 if out.info:
                     info.append(out.info)
                 res = ep.step(out.action)
@@ -135,6 +137,8 @@ async def run_rollout(
         rec["world_diff"] = [c.to_dict() for c in ep.world_before.diff(ep.world)]
     if info:
         rec["policy_info"] = info
+    if usage.prompt_tokens or usage.completion_tokens:  # a model's counts (scripted policies have none)
+        rec["turn_usage"] = turn_usage
     return rec
 
 

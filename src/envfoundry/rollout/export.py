@@ -29,6 +29,7 @@ def _flat(r: dict[str, Any]) -> dict[str, Any]:
         "error": r.get("error"),
         "prompt_tokens": int((r.get("usage") or {}).get("prompt_tokens", 0)),
         "completion_tokens": int((r.get("usage") or {}).get("completion_tokens", 0)),
+        "turn_usage": json.dumps(r.get("turn_usage", [])),
         "messages": json.dumps(r.get("messages", []), ensure_ascii=False),
         "breakdown": json.dumps(r.get("breakdown"), ensure_ascii=False),
         "metadata": json.dumps(r.get("metadata", {}), ensure_ascii=False),
@@ -81,8 +82,8 @@ def write_rows(rows: list[dict[str, Any]], outp: Path, *, jsonl: bool, schema: A
 _SCHEMA = [
     ("task_id", "string"), ("sample", "int64"), ("seed", "int64"), ("split", "string"), ("outcome", "string"),
     ("score", "float64"), ("passed", "bool_"), ("turns", "int64"), ("explanation", "string"), ("error", "string"),
-    ("prompt_tokens", "int64"), ("completion_tokens", "int64"), ("messages", "string"), ("breakdown", "string"),
-    ("metadata", "string"), ("timings", "string"),
+    ("prompt_tokens", "int64"), ("completion_tokens", "int64"), ("turn_usage", "string"), ("messages", "string"),
+    ("breakdown", "string"), ("metadata", "string"), ("timings", "string"),
 ]
 
 
