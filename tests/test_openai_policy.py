@@ -160,6 +160,28 @@ def test_errors_are_excluded_from_the_pass_rate(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_resume_reruns_the_rollouts_an_outage_failed(tmp_path: Path) -> None:
+    # the server is down (503) for the whole first run, then back: --resume scores every rollout
+    down = {"on": True}
+
+    def mode(i: int, body: dict[str, Any]) -> str:
+        return "http_503" if down["on"] else "ok"
+
+    async def main() -> None:
+        async with StubServer(mode, reply=math_reply) as srv:
+            policy = make_policy(srv.base_url, retry=FAST.model_copy(update={"max_attempts": 2}))
+            run, records = await evaluate(policy, tmp_path / "run", limit=3, samples=2)
+            assert [r["outcome"] for r in records] == ["policy_error"] * 6 and run.summary["n_errors"] == 6
+            down["on"] = False
+            run, records = await evaluate(make_policy(srv.base_url), tmp_path / "run", resume=True)
+        assert sorted(r["outcome"] for r in records) == ["completed"] * 6
+        assert run.summary["pass_rate"] == 1.0 and run.summary["n_errors"] == 0 and run.summary["complete"]
+        assert len((tmp_path / "run" / "errors.jsonl").read_text().splitlines()) == 6  # kept aside, not lost
+        assert_faults_never_scored(records)
+
+    asyncio.run(main())
+
+
 # ------------------------------------------------------------------ (c) Retry-After
 def test_429_retry_after_is_honoured(tmp_path: Path) -> None:
     retry = RetryConfig(max_attempts=3, base_delay_s=0.001, max_delay_s=0.1)
