@@ -4,6 +4,7 @@
     python bench/bench_models.py --no-local # only the stub-server part
     python bench/bench_models.py --no-local --latency-ms 0 --workers 2,4,8   # engine workers on a big machine
     python bench/bench_models.py --breakdown  # where the engine's client CPU goes, layer by layer
+    python bench/bench_models.py --local-slots  # the local model's parallel slots vs one server
     python bench/bench_models.py --server-cpu-us 150  # a server that is the limit, on a small machine
 
 1. Engine vs raw: an instant OpenAI-compatible stub server runs in its own process on 127.0.0.1.
@@ -313,6 +314,51 @@ def bench_local(n: int, max_tokens: int, rounds: int) -> None:
     print(f"  ratio envfoundry/direct {eng_tps / raw_tps:>10.3f}")
 
 
+def bench_local_slots(n: int, max_tokens: int, rounds: int, concurrency: int) -> None:
+    """Parallel slots: envfoundry's ``local`` policy (several llama.cpp servers, the threads shared
+    among them) against plain aiohttp at one server that has every thread, ``concurrency`` in flight."""
+    from envfoundry.policies.embedded import LocalPolicy
+    from envfoundry.policies.local import LocalServer
+
+    env = envfoundry.load("math")
+    pol = LocalPolicy(sampling=SamplingOptions(temperature=0.0, max_tokens=max_tokens))
+
+    async def engine() -> tuple[float, int]:
+        d = Path(tempfile.mkdtemp())
+        try:
+            t = time.perf_counter()
+            run = await envfoundry.evaluate_async(env, model=pol, out=d / "run", limit=n, concurrency=concurrency)
+            return run.summary["completion_tokens"] / (time.perf_counter() - t), run.summary["completion_tokens"]
+        finally:
+            shutil.rmtree(d)
+
+    async def go() -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+        raws, engs = [], []
+        async with LocalServer(n_ctx=8192) as srv:  # every usable thread, as LocalServer does by default
+            bodies = _bodies(env, n, srv.model_name, max_tokens)
+            await raw_rate(srv.base_url, bodies[:2], 1)  # warm-up
+            await pol.start()  # the slots start before the clock, as the baseline's server does
+            try:
+                for _ in range(rounds):  # interleaved, best of each
+                    t = time.perf_counter()
+                    _, tokens = await raw_rate(srv.base_url, bodies, concurrency)
+                    raws.append((tokens / (time.perf_counter() - t), tokens))
+                    engs.append(await engine())
+            finally:
+                await pol.close()
+        return raws, engs
+
+    raws, engs = asyncio.run(go())
+    (raw_tps, raw_tokens), (eng_tps, eng_tokens) = max(raws), max(engs)
+    print(f"local SmolLM2-135M, {n} math prompts, greedy, max_tokens {max_tokens}, {concurrency} in flight, "
+          f"best of {rounds}:")
+    print(f"  direct aiohttp, 1 server x {pol.servers[0].n_threads * pol.slots} threads "
+          f"{raw_tps:>8,.1f} completion tokens/s ({raw_tokens} tokens)")
+    print(f"  envfoundry local, {pol.slots} slots x {pol.servers[0].n_threads} threads "
+          f"{eng_tps:>8,.1f} completion tokens/s ({eng_tokens} tokens)")
+    print(f"  ratio envfoundry/direct {eng_tps / raw_tps:>10.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -333,6 +379,9 @@ def main() -> None:
                     help="only: a stub server that works this many us of CPU per request on a core of its own "
                     "(the clients on the others), so that the server is the limit, as on a many-core machine")
     ap.add_argument("--no-local", action="store_true")
+    ap.add_argument("--local-slots", action="store_true",
+                    help="only: the local policy's parallel slots against one server with every thread, "
+                    "--local-prompts prompts with 8 in flight")
     ap.add_argument("--breakdown", action="store_true",
                     help="only: client CPU per request as the engine's layers are added")
     a = ap.parse_args()
@@ -341,6 +390,9 @@ def main() -> None:
         return
     if a.breakdown:
         bench_breakdown(a.requests, a.concurrency, a.rounds)
+        return
+    if a.local_slots:
+        bench_local_slots(a.local_prompts, a.local_max_tokens, a.rounds, 8)
         return
     try:
         workers = tuple(int(w) for w in a.workers.split(","))

@@ -221,10 +221,47 @@ def test_end_to_end_math_run_with_the_local_model(tmp_path):
 @pytest.mark.local_model
 @needs_llama
 @needs_smollm2
-def test_worker_processes_share_one_local_server(tmp_path):
-    """``--workers 2`` with ``local``: the parent starts one llama.cpp server and both workers call it."""
+def test_worker_processes_share_the_local_servers(tmp_path):
+    """``--workers 2`` with ``local``: the parent starts the llama.cpp servers (slots) and both workers call them."""
     before = _llama_server_pids()
     recs = _run_local(tmp_path / "run", "--limit", "4", "--workers", "2", "--concurrency", "2", "--max-tokens", "16")
     assert len(recs) == 4 and all(x["usage"]["completion_tokens"] > 0 for x in recs)
     assert {x["outcome"] for x in recs} <= {"completed", "truncated"}
     assert _llama_server_pids() <= before
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_slots_are_servers_that_answer_in_parallel_the_same_and_all_stop():
+    """``slots=2``: two llama.cpp servers, each request on an idle one, the same greedy text
+    whichever slot answers, and both servers stopped on close."""
+    import envfoundry
+    from envfoundry.policies.embedded import LocalPolicy
+    from envfoundry.policies.openai import SamplingOptions
+
+    env = envfoundry.load("math")
+    task = env.tasks("test")[0]
+    pol = LocalPolicy(slots=2, sampling=SamplingOptions(temperature=0.0, max_tokens=24))
+    assert pol.describe()["slots"] == 2
+
+    async def main() -> set[int]:
+        await pol.start()
+        try:
+            pids = {s.pid for s in pol.servers}
+            assert len(pids) == 2 and all(s.running for s in pol.servers)
+            served = [0, 0]
+            for i, client in enumerate(pol.clients):
+                def counting(ep, _act=client.act, _i=i):  # noqa: ANN001, ANN202
+                    served[_i] += 1
+                    return _act(ep)
+                client.act = counting
+            outs = await asyncio.gather(*(pol.act(env.reset(task, seed=7)) for _ in range(4)))
+            assert served[0] >= 1 and served[1] >= 1  # both slots answered
+            assert len({o.action.content for o in outs}) == 1 and outs[0].usage.completion_tokens > 0
+            return pids
+        finally:
+            await pol.close()
+
+    for pid in asyncio.run(main()):
+        _assert_gone(pid)

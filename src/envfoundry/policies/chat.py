@@ -96,10 +96,10 @@ class ChatClient:
         if kind == "local":
             from .embedded import LocalPolicy
 
-            owner = LocalPolicy(rest or None, retry=self.retry, n_ctx=self.n_ctx)
+            owner = LocalPolicy(rest or None, retry=self.retry, n_ctx=self.n_ctx, slots=1)  # one request at a time
             await owner.start()  # spawns the server from this (long-lived) thread
             self._owner = owner
-            self._policy = owner._policy
+            self._policy = owner.clients[0]
         else:
             import os
 
@@ -115,7 +115,7 @@ class ChatClient:
         if self._policy is not None:
             await self._policy.close()
         if self._owner is not None:
-            self._owner.server.stop()  # blocking is fine here, and works during interpreter shutdown
+            self._owner.stop_servers()  # blocking is fine here, and works during interpreter shutdown
         self._owner = self._policy = None
 
     def close(self) -> None:

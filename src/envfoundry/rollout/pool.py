@@ -20,8 +20,8 @@ split: every rollout's seed is a hash of (run seed, task id, sample), whichever 
 
 Workers load the environment by its spec (a built-in name or ``file.py:factory``) and must get
 the same name and version as the parent. The policy travels by pickle, after
-``policy.for_worker()`` when it has one (``local`` hands out a client of the server it started,
-so N workers share one llama.cpp server). As with any start method but ``fork``, a script that
+``policy.for_worker()`` when it has one (``local`` hands out a client of the servers it
+started, so N workers share its llama.cpp slots). As with any start method but ``fork``, a script that
 runs workers must do so under ``if __name__ == "__main__":``, since workers import its main module.
 """
 
