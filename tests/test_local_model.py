@@ -223,9 +223,13 @@ def test_end_to_end_math_run_with_the_local_model(tmp_path):
 @needs_smollm2
 def test_worker_processes_share_the_local_servers(tmp_path):
     """``--workers 2`` with ``local``: the parent starts the llama.cpp servers (slots) and both workers call them."""
+    import json
+
     before = _llama_server_pids()
-    recs = _run_local(tmp_path / "run", "--limit", "4", "--workers", "2", "--concurrency", "2", "--max-tokens", "16")
+    recs = _run_local(tmp_path / "run", "--limit", "4", "--workers", "2", "--concurrency", "2", "--max-tokens", "16",
+                      "--slots", "2")
     assert len(recs) == 4 and all(x["usage"]["completion_tokens"] > 0 for x in recs)
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["policy"]["slots"] == 2
     assert {x["outcome"] for x in recs} <= {"completed", "truncated"}
     assert _llama_server_pids() <= before
 

@@ -305,3 +305,11 @@ def test_export_next_to_the_store_files_and_resume_with_an_explicit_split(tmp_pa
     (tmp_path / "exits.py").write_text("import sys\n\nsys.exit(0)\n")
     r = cli("check", f"{tmp_path / 'exits.py'}:f")
     assert r.returncode == 2 and "called sys.exit(0) while importing" in " ".join(r.stderr.split())
+
+
+def test_slots_are_refused_for_models_that_have_none(tmp_path):
+    for model, slots, msg in (("scripted:oracle", "2", "--slots applies to --model local"),
+                              ("local", "0", "--slots must be >= 1")):
+        r = cli("run", "math", "--model", model, "--slots", slots, "--out", str(tmp_path / "r"))
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()

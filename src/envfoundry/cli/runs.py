@@ -52,6 +52,9 @@ def run_cmd(
                      "(default: scripted:oracle, or the resumed run's)"),
     ] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,  # noqa: UP007
+    slots: Annotated[Optional[int], typer.Option(  # noqa: UP007
+        help="llama.cpp server processes for --model local (default: one per core, at most 4; "
+        "1 for local:PATH.gguf)")] = None,
     api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,  # noqa: UP007
     temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,  # noqa: UP007
     top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,  # noqa: UP007
@@ -124,6 +127,7 @@ def run_cmd(
         model_options={
             "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
             "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": model_seed},
+            **({"slots": slots} if slots is not None else {}),
         },
     )
     console.print(summary_table(run.summary, title=f"{run.manifest.env} - {model}"))

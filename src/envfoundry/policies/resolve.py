@@ -19,9 +19,16 @@ def resolve_policy(
     api_key_env: str | None = None,
     sampling: dict[str, Any] | None = None,
     tool_mode: str = "auto",
+    slots: int | None = None,
 ) -> Policy:
-    """Build the policy a spec names. ``sampling`` holds temperature, top_p, max_tokens, seed."""
+    """Build the policy a spec names. ``sampling`` holds temperature, top_p, max_tokens, seed;
+    ``slots`` is the number of llama.cpp server processes of a ``local`` model (None: its default)."""
     kind, _, rest = spec.partition(":")
+    if slots is not None:
+        if kind != "local":
+            raise UsageError(f"--slots applies to --model local or local:PATH.gguf, not {spec!r}")
+        if slots < 1:
+            raise UsageError(f"--slots must be >= 1, got {slots}")
     if kind == "scripted":
         cls = SCRIPTED.get(rest)
         if cls is None:
@@ -44,7 +51,7 @@ def resolve_policy(
 
         if rest and not Path(rest).is_file():
             raise UsageError(f"model file {rest!r} does not exist")
-        return LocalPolicy(rest or None, sampling=opts, tool_mode=tool_mode)  # type: ignore[arg-type]
+        return LocalPolicy(rest or None, sampling=opts, tool_mode=tool_mode, slots=slots)  # type: ignore[arg-type]
     if not rest:
         raise UsageError("openai: needs a model name, e.g. --model openai:gpt-4o-mini")
     if base_url is None:
