@@ -16,6 +16,7 @@ and one slot for a ``local:PATH.gguf`` (a big model's memory is paid once per sl
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ class SlotRouter:
             await c.start()
         if self._idle is None:
             self._idle = asyncio.Queue()
-            for c in self.clients:
+            k = os.getpid() % len(self.clients)  # worker processes start on different slots
+            for c in self.clients[k:] + self.clients[:k]:
                 self._idle.put_nowait(c)
 
     async def act(self, ep: Episode) -> PolicyOutput:
