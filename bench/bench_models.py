@@ -323,16 +323,23 @@ def bench_local_slots(n: int, max_tokens: int, rounds: int, concurrency: int) ->
     env = envfoundry.load("math")
     pol = LocalPolicy(sampling=SamplingOptions(temperature=0.0, max_tokens=max_tokens))
 
+    class Kept:  # evaluate closes its policy when it ends: the slots stay up between rounds
+        name = pol.name
+        act, describe, start = pol.act, pol.describe, pol.start
+
+        async def close(self) -> None:
+            pass
+
     async def engine() -> tuple[float, int]:
         d = Path(tempfile.mkdtemp())
         try:
             t = time.perf_counter()
-            run = await envfoundry.evaluate_async(env, model=pol, out=d / "run", limit=n, concurrency=concurrency)
+            run = await envfoundry.evaluate_async(env, model=Kept(), out=d / "run", limit=n, concurrency=concurrency)
             return run.summary["completion_tokens"] / (time.perf_counter() - t), run.summary["completion_tokens"]
         finally:
             shutil.rmtree(d)
 
-    async def go() -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+    async def go() -> tuple[list[tuple[float, int]], list[tuple[float, int]], int]:
         raws, engs = [], []
         async with LocalServer(n_ctx=8192) as srv:  # every usable thread, as LocalServer does by default
             bodies = _bodies(env, n, srv.model_name, max_tokens)
@@ -346,15 +353,15 @@ def bench_local_slots(n: int, max_tokens: int, rounds: int, concurrency: int) ->
                     engs.append(await engine())
             finally:
                 await pol.close()
-        return raws, engs
+            return raws, engs, srv.n_threads
 
-    raws, engs = asyncio.run(go())
+    raws, engs, base_threads = asyncio.run(go())
     (raw_tps, raw_tokens), (eng_tps, eng_tokens) = max(raws), max(engs)
     print(f"local SmolLM2-135M, {n} math prompts, greedy, max_tokens {max_tokens}, {concurrency} in flight, "
           f"best of {rounds}:")
-    print(f"  direct aiohttp, 1 server x {pol.servers[0].n_threads * pol.slots} threads "
+    print(f"  direct aiohttp, 1 server x {base_threads} threads "
           f"{raw_tps:>8,.1f} completion tokens/s ({raw_tokens} tokens)")
-    print(f"  envfoundry local, {pol.slots} slots x {pol.servers[0].n_threads} threads "
+    print(f"  envfoundry local, {pol.slots} slots, threads {'+'.join(str(x.n_threads) for x in pol.servers)} "
           f"{eng_tps:>8,.1f} completion tokens/s ({eng_tokens} tokens)")
     print(f"  ratio envfoundry/direct {eng_tps / raw_tps:>10.3f}")
 

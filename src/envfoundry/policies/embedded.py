@@ -8,7 +8,7 @@ Parallel slots: llama-cpp-python's server runs one request at a time (it has no 
 so :class:`LocalPolicy` runs ``slots`` server processes of the same model and hands each request
 to an idle one (:class:`SlotRouter`); the CPU threads are shared among them. For a small model
 that is far faster than one server using every thread: on 2 cores, two 1-thread servers give
-about 1.4x the completion tokens/s of one 2-thread server (``bench/bench_models.py --local-slots``).
+about 1.75x the completion tokens/s of one 2-thread server (``bench/bench_models.py --local-slots``).
 The default is one slot per usable core, at most ``MAX_DEFAULT_SLOTS``, for the default model,
 and one slot for a ``local:PATH.gguf`` (a big model's memory is paid once per slot).
 """
@@ -16,6 +16,7 @@ and one slot for a ``local:PATH.gguf`` (a big model's memory is paid once per sl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -45,27 +46,32 @@ class SlotRouter:
         self._idle: asyncio.Queue[OpenAIPolicy] | None = None
 
     async def start(self) -> None:
-        for c in self.clients:
-            await c.start()
-        if self._idle is None:
-            self._idle = asyncio.Queue()
+        if self._idle is None:  # made first: two first act()s must not make two queues
+            idle: asyncio.Queue[OpenAIPolicy] = asyncio.Queue()
             k = os.getpid() % len(self.clients)  # worker processes start on different slots
             for c in self.clients[k:] + self.clients[:k]:
-                self._idle.put_nowait(c)
+                idle.put_nowait(c)
+            self._idle = idle
+        for c in self.clients:
+            await c.start()
 
     async def act(self, ep: Episode) -> PolicyOutput:
         if self._idle is None:
             await self.start()
-        assert self._idle is not None
-        client = await self._idle.get()
+        idle = self._idle  # the queue this request came from gets the client back, even after close()
+        assert idle is not None
+        client = await idle.get()
         try:
             return await client.act(ep)
         finally:
-            self._idle.put_nowait(client)
+            idle.put_nowait(client)
 
     async def close(self) -> None:
-        for c in self.clients:
-            await c.close()
+        self._idle = None  # bound to this event loop: a later start() in another loop makes its own
+        results = await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
 
     def describe(self) -> dict[str, Any]:
         return self.clients[0].describe()
@@ -101,8 +107,9 @@ class LocalPolicy:
         self.spec = "local" if model_path is None else f"local:{model_path}"
         cores = _default_threads()
         self.slots = slots if slots is not None else (min(MAX_DEFAULT_SLOTS, cores) if model_path is None else 1)
-        threads = max(1, cores // self.slots)
-        self.servers = [LocalServer(self.model_path, n_ctx=n_ctx, n_threads=threads) for _ in range(self.slots)]
+        q, r = divmod(cores, self.slots)  # every usable core used: the first r slots get one thread more
+        self.servers = [LocalServer(self.model_path, n_ctx=n_ctx, n_threads=max(1, q + (i < r)))
+                        for i in range(self.slots)]
         self.sampling = sampling or SamplingOptions()
         self.retry = retry or RetryConfig(request_timeout_s=600.0)
         self.tool_mode: ToolMode = tool_mode
@@ -128,7 +135,8 @@ class LocalPolicy:
             for srv in self.servers:  # one after another: loading a model is CPU-bound anyway
                 await srv.astart()
         except BaseException:
-            await asyncio.shield(self._stop_servers())
+            with contextlib.suppress(Exception):  # the start's own error is the one to report
+                await asyncio.shield(self._stop_servers())
             raise
         self._router = SlotRouter([
             OpenAIPolicy(srv.model_name, base_url=srv.base_url, sampling=self.sampling, retry=self.retry,
@@ -145,7 +153,11 @@ class LocalPolicy:
         return self._router.for_worker()
 
     async def _stop_servers(self) -> None:
-        await asyncio.gather(*(srv.astop() for srv in self.servers), return_exceptions=True)
+        """Stop every server (each is tried), then raise the first failure, if any."""
+        results = await asyncio.gather(*(srv.astop() for srv in self.servers), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
 
     def stop_servers(self) -> None:
         """Stop every slot's server (blocking; idempotent)."""

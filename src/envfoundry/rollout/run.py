@@ -94,7 +94,8 @@ async def evaluate_async(
 
     ``model`` is a spec (``scripted:oracle``, ``local``, ``openai:NAME``) or a Policy object;
     ``model_options`` go to :func:`~envfoundry.policies.resolve_policy` (base_url, api_key_env,
-    sampling, tool_mode). On ``resume`` the stored run's selection, seeds and sampling are used.
+    sampling, tool_mode, slots for ``local``). On ``resume`` the stored run's selection, seeds and sampling
+    are used (slots are a setting of this process: the default unless given again).
 
     ``task_ids`` narrows the split's first ``limit`` tasks to these ids (in this order).
     ``sample_offset`` numbers the samples ``sample_offset .. sample_offset + samples - 1``, so a

@@ -103,8 +103,9 @@ class StubServer:
 
     Attributes (readable while it runs and after): ``n_requests`` (chat requests received),
     ``requests`` (their JSON bodies, or None where not JSON), ``headers`` (their headers),
-    ``request_times`` (``time.monotonic()`` on arrival), ``served`` (a Counter of modes used) and
-    ``disconnects`` (requests whose client went away before the reply).
+    ``request_times`` (``time.monotonic()`` on arrival), ``served`` (a Counter of modes used),
+    ``disconnects`` (requests whose client went away before the reply) and ``max_in_flight``
+    (the most chat requests it was handling at one time).
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class StubServer:
         self.request_times: list[float] = []
         self.served: Counter[str] = Counter()
         self.disconnects = 0
+        self.in_flight = self.max_in_flight = 0
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
 
@@ -279,11 +281,15 @@ class StubServer:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 transport.abort()
             raise asyncio.CancelledError  # nothing is sent; aiohttp drops the request quietly
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             return await self._respond(request, mode, body)
         except asyncio.CancelledError:
             self.disconnects += 1
             raise
+        finally:
+            self.in_flight -= 1
 
     async def _respond(
         self, request: web.Request, mode: str, body: dict[str, Any] | None
