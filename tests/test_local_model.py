@@ -269,3 +269,28 @@ def test_slots_are_servers_that_answer_in_parallel_the_same_and_all_stop():
 
     for pid in asyncio.run(main()):
         _assert_gone(pid)
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_calibrate_resumes_with_another_slot_count(tmp_path):
+    """Slots are a setting of the process, not of the calibration: a resume may change them."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "cal"
+
+    def calibrate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "envfoundry", "calibrate", "math", "--model", "local", "--limit",
+                               "2", "--samples", "2", "--budget", "8", "--max-tokens", "16", "--out", str(out), "-q",
+                               *args], capture_output=True, text=True, timeout=600)
+
+    r = calibrate("--slots", "1")
+    assert r.returncode in (0, 1), r.stderr  # 1: no task in the band, which is the model's business
+    before = json.loads((out / "calibration.json").read_text())["budget_used"]
+    r = calibrate("--resume", "--slots", "2")
+    assert r.returncode in (0, 1) and "differs" not in r.stderr, r.stderr
+    assert json.loads((out / "calibration.json").read_text())["budget_used"] >= before
+    assert "slots" not in json.loads((out / "state.json").read_text()).get("model_options", {})

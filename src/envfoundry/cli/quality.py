@@ -127,6 +127,8 @@ def calibrate_cmd(
     model: Annotated[Optional[str], typer.Option(help="policy spec as for run (on --resume: the stored one)")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,
     api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,
+    slots: Annotated[Optional[int], typer.Option(
+        help="llama.cpp server processes for --model local (as for run; may differ on --resume)")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,
@@ -189,6 +191,7 @@ def calibrate_cmd(
         model_options={
             "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
             "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens},
+            **({"slots": slots} if slots is not None else {}),
         },
     )
     _print_calibration(result)

@@ -246,6 +246,7 @@ async def calibrate_async(
         env_args = stored.env_args if env_args is None else env_args
     env_obj = load(env_spec, env_args) if isinstance(env, str) else env
     opts = _clean_options(model_options)
+    n_slots = opts.pop("slots", None)  # a setting of this process (local servers), not of the calibration
     st = _open_state(out, env_obj, env_spec, model=model, config=cfg, resume=resume, model_options=opts,
                      env_args=dict(env_args or {}))
     tasks = select_tasks(env_obj, st.split, limit=st.limit, task_seed=st.task_seed)
@@ -264,7 +265,7 @@ async def calibrate_async(
                          + (f" on top of the {used} already used" if used else ""))
     # resolved before anything is written: a bad --model must not leave a folder behind
     pol = (model if model is not None and not isinstance(model, str)
-           else resolve_policy(st.model, **st.model_options))
+           else resolve_policy(st.model, **st.model_options, slots=n_slots))
     if workers > 1:  # refused before anything is written
         check_workers(env_obj, getattr(env_obj, "loaded_from", None), tasks, pol)
     ensure_dir(out, "calibration directory")
