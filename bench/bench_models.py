@@ -317,24 +317,20 @@ def bench_local(n: int, max_tokens: int, rounds: int) -> None:
 def bench_local_slots(n: int, max_tokens: int, rounds: int, concurrency: int) -> None:
     """Parallel slots: envfoundry's ``local`` policy (several llama.cpp servers, the threads shared
     among them) against plain aiohttp at one server that has every thread, ``concurrency`` in flight."""
+    from envfoundry.core.policy import KeepAlive
     from envfoundry.policies.embedded import LocalPolicy
     from envfoundry.policies.local import LocalServer
 
     env = envfoundry.load("math")
     pol = LocalPolicy(sampling=SamplingOptions(temperature=0.0, max_tokens=max_tokens))
 
-    class Kept:  # evaluate closes its policy when it ends: the slots stay up between rounds
-        name = pol.name
-        act, describe, start = pol.act, pol.describe, pol.start
-
-        async def close(self) -> None:
-            pass
+    kept = KeepAlive(pol)  # evaluate closes its policy when it ends: the slots stay up between rounds
 
     async def engine() -> tuple[float, int]:
         d = Path(tempfile.mkdtemp())
         try:
             t = time.perf_counter()
-            run = await envfoundry.evaluate_async(env, model=Kept(), out=d / "run", limit=n, concurrency=concurrency)
+            run = await envfoundry.evaluate_async(env, model=kept, out=d / "run", limit=n, concurrency=concurrency)
             return run.summary["completion_tokens"] / (time.perf_counter() - t), run.summary["completion_tokens"]
         finally:
             shutil.rmtree(d)

@@ -18,6 +18,24 @@ def cli(*args: str, **kw):
     )
 
 
+def start_run(out: Path, *args: str, wait_s: float = 30, min_bytes: int = 1000):
+    """Start ``envfoundry run ARGS --out OUT -q`` in a subprocess that takes Ctrl-C as a user's
+    does (a shell may start children with SIGINT ignored), and return once OUT holds about
+    ``min_bytes`` of records (or ``wait_s`` has passed)."""
+    import signal
+    import subprocess
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", *args, "--out", str(out), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+    traj = out / "trajectories.jsonl"
+    deadline = time.time() + wait_s
+    while time.time() < deadline and (not traj.exists() or traj.stat().st_size < min_bytes):
+        time.sleep(0.01)
+    return p
+
+
 @pytest.fixture
 def run_cli():
     return cli

@@ -23,7 +23,7 @@ from envfoundry.policies.openai import OpenAIPolicy, SamplingOptions
 from envfoundry.rollout.pool import WorkerError, split_concurrency
 from envfoundry.rollout.run import Run, evaluate_async
 from envfoundry.testing import StubServer
-from tests.conftest import TEST_ENVS, cli
+from tests.conftest import TEST_ENVS, cli, start_run
 
 ANSWERS = {t.prompt: t.data["answer"] for t in envfoundry.load("math").tasks("test")[:100]}
 
@@ -256,14 +256,7 @@ def _descendants(pid: int) -> set[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 def test_ctrl_c_with_workers_leaves_no_process(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "--env", SLOW, "--samples", "8",
-                          "--concurrency", "4", "--workers", "2", "--out", str(out), "-q"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
-    traj = out / "trajectories.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not traj.exists() or traj.stat().st_size < 1000):
-        time.sleep(0.01)
+    p = start_run(out, "--env", SLOW, "--samples", "8", "--concurrency", "4", "--workers", "2", wait_s=60)
     family = _descendants(p.pid)
     assert len(family) >= 3  # the forkserver and two workers
     p.send_signal(signal.SIGINT)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import envfoundry
-from tests.conftest import TEST_ENVS, cli
+from tests.conftest import TEST_ENVS, cli, start_run
 
 SLOW = f"{TEST_ENVS / 'slow.py'}:make_slow"
 
@@ -106,15 +106,7 @@ def test_resume_refuses_other_policy(tmp_path):
 
 def test_sigint_exits_130_after_flushing(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "--env", SLOW, "--samples",
-                          "4", "--concurrency", "2", "--out", str(out), "-q"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         # a shell may start children with SIGINT ignored; a user's Ctrl-C is not
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
-    traj = out / "trajectories.jsonl"
-    deadline = time.time() + 30
-    while time.time() < deadline and (not traj.exists() or traj.stat().st_size < 1000):
-        time.sleep(0.01)
+    p = start_run(out, "--env", SLOW, "--samples", "4", "--concurrency", "2")
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130, err

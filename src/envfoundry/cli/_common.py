@@ -58,9 +58,9 @@ def note_workers(workers: int, concurrency: int | None = None) -> None:
     """A note (not a refusal) when ``--workers`` exceeds the cores this process may use: each
     worker is a process, so the extra ones add start-up and contention, not speed, unless the
     model server is slow enough that workers mostly wait."""
-    import os
+    from ..policies.local import usable_cores
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if workers > cores and (concurrency is None or workers <= concurrency):  # else it is refused anyway
         err.print(f"note: --workers {workers} is more than the {cores} core(s) this process may use; "
                   "the extra workers add start-up, not speed", soft_wrap=True)

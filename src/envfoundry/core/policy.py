@@ -46,3 +46,32 @@ class Policy(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class KeepAlive:
+    """One policy shared by several runs (calibration rounds, benchmark rounds): started by the
+    first run that needs it (a local model server starts once, and not at all when nothing is
+    left to run), never closed by a run; its owner closes ``policy`` at the end."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.name = policy.name
+        self.started = False
+
+    async def act(self, ep: Episode) -> PolicyOutput:
+        return await self.policy.act(ep)
+
+    def describe(self) -> dict[str, Any]:
+        return self.policy.describe()
+
+    async def start(self) -> None:
+        if not self.started:
+            self.started = True  # so the driver closes it even if start() fails half-way
+            await self.policy.start()
+
+    async def close(self) -> None:
+        return None
+
+    def for_worker(self) -> Policy:  # workers > 1: what the wrapped policy hands out
+        fn = getattr(self.policy, "for_worker", None)
+        return fn() if callable(fn) else self.policy

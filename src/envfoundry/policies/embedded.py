@@ -19,18 +19,26 @@ import asyncio
 import contextlib
 import os
 import pickle
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..core.env import Episode
 from ..core.errors import UsageError
 from ..core.policy import PolicyOutput
-from .local import LocalServer, _default_threads, check_llama_installed, find_default_gguf
+from .local import LocalServer, check_llama_installed, find_default_gguf, usable_cores
 from .openai import OpenAIPolicy, RetryConfig, SamplingOptions, ToolMode
 
 #: slots of the default model when none are asked for (each holds the model and an 8192-token
 #: KV cache, about 0.4 GB for SmolLM2-135M)
 MAX_DEFAULT_SLOTS = 4
+
+
+async def _all_then_raise(aws: Iterable[Awaitable[Any]]) -> None:
+    """Await every one of ``aws`` (a failure does not stop the others), then raise the first failure."""
+    for r in await asyncio.gather(*aws, return_exceptions=True):
+        if isinstance(r, BaseException):
+            raise r
 
 
 class SlotRouter:
@@ -68,10 +76,7 @@ class SlotRouter:
 
     async def close(self) -> None:
         self._idle = None  # bound to this event loop: a later start() in another loop makes its own
-        results = await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        await _all_then_raise(c.close() for c in self.clients)
 
     def describe(self) -> dict[str, Any]:
         return self.clients[0].describe()
@@ -105,7 +110,7 @@ class LocalPolicy:
             raise UsageError(f"slots must be >= 1, got {slots}")
         self.model_path = Path(model_path) if model_path is not None else find_default_gguf()
         self.spec = "local" if model_path is None else f"local:{model_path}"
-        cores = _default_threads()
+        cores = usable_cores()
         self.slots = slots if slots is not None else (min(MAX_DEFAULT_SLOTS, cores) if model_path is None else 1)
         q, r = divmod(cores, self.slots)  # every usable core used: the first r slots get one thread more
         self.servers = [LocalServer(self.model_path, n_ctx=n_ctx, n_threads=max(1, q + (i < r)))
@@ -154,10 +159,7 @@ class LocalPolicy:
 
     async def _stop_servers(self) -> None:
         """Stop every server (each is tried), then raise the first failure, if any."""
-        results = await asyncio.gather(*(srv.astop() for srv in self.servers), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        await _all_then_raise(srv.astop() for srv in self.servers)
 
     def stop_servers(self) -> None:
         """Stop every slot's server (blocking; idempotent)."""

@@ -106,7 +106,8 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _default_threads() -> int:
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -186,7 +187,7 @@ class LocalServer:
             raise UsageError(f"startup_timeout must be positive, got {startup_timeout}")
         self._model_path_arg = Path(model_path) if model_path is not None else None
         self.n_ctx = n_ctx
-        self.n_threads = n_threads if n_threads is not None else _default_threads()
+        self.n_threads = n_threads if n_threads is not None else usable_cores()
         self.startup_timeout = float(startup_timeout)
         self._user_log_path = Path(log_path) if log_path is not None else None
         self._model_alias = model_alias

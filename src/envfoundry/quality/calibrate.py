@@ -32,9 +32,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.env import Environment, Episode
+from ..core.env import Environment
 from ..core.errors import StoreError, UsageError
-from ..core.policy import Policy, PolicyOutput
+from ..core.policy import KeepAlive, Policy
 from ..rollout.pool import check_workers
 from ..rollout.run import Progress, evaluate_async
 from ..rollout.selection import CALIBRATED_SPLIT_FILE, CalibratedSplit, select_tasks
@@ -128,34 +128,6 @@ def plan_round(
         return todo, budget_left // len(todo)
     rank = {t: i for i, t in enumerate(order)}
     return sorted(todo, key=lambda t: (slots[t], rank[t]))[:budget_left], 1
-
-
-class _KeepAlive:
-    """Shares one policy across rounds: started before the first round that runs (a local model
-    server starts once, and not at all when nothing is left to run), closed by the driver."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        self.name = policy.name
-        self.started = False
-
-    async def act(self, ep: Episode) -> PolicyOutput:
-        return await self.policy.act(ep)
-
-    def describe(self) -> dict[str, Any]:
-        return self.policy.describe()
-
-    async def start(self) -> None:
-        if not self.started:
-            self.started = True  # so the driver closes it even if start() fails half-way
-            await self.policy.start()
-
-    async def close(self) -> None:
-        return None
-
-    def for_worker(self) -> Policy:  # workers > 1: what the wrapped policy hands out
-        fn = getattr(self.policy, "for_worker", None)
-        return fn() if callable(fn) else self.policy
 
 
 def _clean_options(opts: dict[str, Any] | None) -> dict[str, Any]:
@@ -272,7 +244,7 @@ async def calibrate_async(
     st.save(out)
 
     ledger = EvidenceLedger(out, env=env_obj.name, env_version=env_obj.version, model=st.model)
-    shared = _KeepAlive(pol)
+    shared = KeepAlive(pol)
     run_kw: dict[str, Any] = {"concurrency": cfg.concurrency, "timeout_s": cfg.timeout_s,
                               "max_turns": cfg.max_turns, "progress": progress, "workers": workers}
     solvable = env_obj.has_reference
