@@ -2,7 +2,7 @@
 # The engine-vs-raw benchmark on a many-core machine, as one short job (e.g. a lent GPU host with
 # 16 cores and no network), repeated so that one lucky or unlucky run does not decide the figure.
 #
-#   bash bench/device.sh [RUNS] [WORKERS]          # defaults: 2 runs, 4 workers, REQUESTS=120000
+#   bash bench/device.sh [RUNS] [WORKERS]   # defaults: 2 runs, 4 workers, REQUESTS=120000, ROUNDS=3
 #
 # It needs aiohttp, orjson and pydantic. Where they are missing and there is no network, carry
 # wheels for that machine's Python in .whl/ (e.g. `pip download --only-binary=:all:
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-2}"
 workers="${2:-4}"
 requests="${REQUESTS:-120000}"
+rounds="${ROUNDS:-3}"
 py="${PYTHON:-python3}"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$py" -c "import aiohttp, orjson, pydantic" 2>/dev/null; then
@@ -28,7 +29,7 @@ if ! "$py" -c "import aiohttp, orjson, pydantic" 2>/dev/null; then
 fi
 "$py" -c "import platform, os; print(f'# Python {platform.python_version()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}')"
 for i in $(seq 1 "$runs"); do
-    cmd=("$py" bench/bench_models.py --no-local --latency-ms 0 --rounds 3 --workers "$workers" --requests "$requests")
+    cmd=("$py" bench/bench_models.py --no-local --latency-ms 0 --rounds "$rounds" --workers "$workers" --requests "$requests")
     echo "# run $i: ${cmd[*]}"
     if [ -n "${OUT:-}" ]; then
         "${cmd[@]}" | tee "$OUT/bench_models-$i.txt"
