@@ -274,6 +274,47 @@ def test_slots_are_servers_that_answer_in_parallel_the_same_and_all_stop():
 @pytest.mark.local_model
 @needs_llama
 @needs_smollm2
+def test_a_slot_whose_server_dies_is_dropped_and_the_requests_go_on():
+    """Two concurrent start()s start each server once; then one slot's llama.cpp server is killed
+    mid-run: its request goes to the other slot, with a warning, and no rollout fails."""
+    import signal
+
+    import envfoundry
+    from envfoundry.policies.embedded import LocalPolicy
+    from envfoundry.policies.openai import RetryConfig, SamplingOptions
+
+    env = envfoundry.load("math")
+    task = env.tasks("test")[0]
+    pol = LocalPolicy(slots=2, sampling=SamplingOptions(temperature=0.0, max_tokens=8),
+                      retry=RetryConfig(max_attempts=2, base_delay_s=0.01, request_timeout_s=120.0))
+    starts = []
+    for srv in pol.servers:
+        def counted(_start=srv.astart):  # noqa: ANN202
+            starts.append(1)
+            return _start()
+        srv.astart = counted
+
+    async def main() -> list[int]:
+        await asyncio.gather(pol.start(), pol.start())
+        try:
+            assert len(starts) == 2  # not 4: the second start() waited for the first
+            pids = [s.pid for s in pol.servers]
+            os.killpg(pids[1], signal.SIGKILL)  # the second slot's server dies
+            with pytest.warns(RuntimeWarning, match=r"slot http://127\.0\.0\.1:\d+/v1 is down, 1 of 2"):
+                outs = await asyncio.gather(*(pol.act(env.reset(task, seed=i)) for i in range(4)))
+            assert all(o.usage.completion_tokens > 0 for o in outs)
+            assert [c.base_url for c in pol._router.live] == [pol.servers[0].base_url]
+            return pids
+        finally:
+            await pol.close()
+
+    for pid in asyncio.run(main()):
+        _assert_gone(pid)
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
 def test_calibrate_resumes_with_another_slot_count(tmp_path):
     """Slots are a setting of the process, not of the calibration: a resume may change them."""
     import json

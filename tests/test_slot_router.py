@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import pickle
 
+import pytest
+
 import envfoundry
+from envfoundry.core.errors import PolicyError, ServerUnreachable
 from envfoundry.policies.embedded import SlotRouter
-from envfoundry.policies.openai import OpenAIPolicy
+from envfoundry.policies.openai import OpenAIPolicy, RetryConfig
 from envfoundry.testing import StubServer
+from envfoundry.testing.stub_server import unused_port
 
 MATH = envfoundry.load("math")
 TASK = MATH.tasks("test")[0]
@@ -77,3 +81,63 @@ async def _acts(router: SlotRouter) -> int:
         return len(await asyncio.gather(*(router.act(MATH.reset(TASK, seed=i)) for i in range(2))))
     finally:
         await router.close()
+
+
+def _fast_retry_router(urls: list[str]) -> SlotRouter:
+    retry = RetryConfig(max_attempts=3, base_delay_s=0.01, max_delay_s=0.02, request_timeout_s=5.0)
+    return SlotRouter([OpenAIPolicy("stub-model", base_url=u, retry=retry) for u in urls])
+
+
+def test_a_server_that_goes_down_gets_no_more_requests_and_its_requests_go_elsewhere():
+    async def main() -> None:
+        async with StubServer(reply="<answer>1</answer>", delay_s=0.01) as a:
+            b = StubServer(reply="<answer>1</answer>", delay_s=0.01)
+            await b.start()
+            router = _fast_retry_router([a.base_url, b.base_url])
+            await router.start()
+            first = await asyncio.gather(*(router.act(MATH.reset(TASK, seed=i)) for i in range(6)))
+            assert b.n_requests > 0  # both were used
+            await b.stop()  # the slot's server dies mid-run
+            with pytest.warns(RuntimeWarning, match=f"slot {b.base_url} is down, 1 of 2 slots left: "
+                              r"model server .* failed 3 times: cannot connect"):
+                later = await asyncio.gather(*(router.act(MATH.reset(TASK, seed=i)) for i in range(10)))
+            assert len(first) == 6 and len(later) == 10
+            assert all(o.action.content == "<answer>1</answer>" for o in first + later)
+            assert a.n_requests + b.n_requests == 16  # every request answered once, by a live server
+            assert [c.base_url for c in router.live] == [a.base_url]
+            # a worker's copy knows which servers are down
+            assert [c.base_url for c in router.for_worker().live] == [a.base_url]
+            await router.close()
+
+    asyncio.run(main())
+
+
+def test_when_every_server_is_down_requests_fail_as_policy_errors_and_never_hang():
+    async def main() -> None:
+        router = _fast_retry_router([f"http://127.0.0.1:{unused_port()}/v1" for _ in range(2)])
+        await router.start()
+        outs = await asyncio.wait_for(
+            asyncio.gather(*(router.act(MATH.reset(TASK, seed=i)) for i in range(4)), return_exceptions=True),
+            timeout=20)
+        await router.close()
+        assert all(isinstance(o, ServerUnreachable) for o in outs), outs
+        assert len(router.live) == 1  # the last server is kept: it answers if it comes back
+
+    with pytest.warns(RuntimeWarning, match="1 of 2 slots left"):
+        asyncio.run(main())
+
+
+def test_a_server_that_answers_with_errors_is_not_dropped():
+    async def main() -> None:
+        async with StubServer("http_500", then="http_500", reply="<answer>1</answer>") as a, \
+                StubServer(reply="<answer>1</answer>") as b:
+            router = _fast_retry_router([a.base_url, b.base_url])
+            await router.start()
+            outs = await asyncio.gather(*(router.act(MATH.reset(TASK, seed=i)) for i in range(4)),
+                                        return_exceptions=True)
+            await router.close()
+            errors = [o for o in outs if isinstance(o, Exception)]
+            assert errors and all(type(e) is PolicyError for e in errors)  # reached: not "unreachable"
+            assert len(router.live) == 2
+
+    asyncio.run(main())

@@ -73,6 +73,14 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def at_k(values: dict[str, Any]) -> str:
+    """``@1=0.250  @2=0.400 ...`` for k = 1, 2, 4, 8, ... and the largest k (a group of 64
+    samples gives 8 entries, not 64; the summary file keeps them all); None values are left out."""
+    ks = [int(k) for k, v in values.items() if v is not None]
+    last = max(ks, default=0)
+    return "  ".join(f"@{k}={_fmt(values[str(k)])}" for k in sorted(ks) if k == last or k & (k - 1) == 0) or "-"
+
+
 def _table(title: str, columns: Iterable[str]) -> Table:
     """A left-titled table with these column headers."""
     t = Table(title=title, title_justify="left")
@@ -105,7 +113,7 @@ def summary_table(summary: dict[str, Any], title: str = "summary") -> Table:
     t.add_row("mean score", _fmt(summary["mean_score"]))
     pak = summary.get("pass_at_k") or {}
     if pak:
-        t.add_row("pass@k", "  ".join(f"@{k}={_fmt(v)}" for k, v in pak.items()))
+        t.add_row("pass@k", at_k(pak))
     t.add_row("outcomes", "  ".join(f"{k}={v}" for k, v in summary["outcomes"].items() if v) or "-")
     if summary.get("n_errors"):
         t.add_row("errors", f"[red]{summary['n_errors']} (excluded from pass rate)")

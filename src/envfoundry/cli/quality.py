@@ -240,6 +240,8 @@ class _FreshProgress:
 def _print_calibration(result) -> None:  # noqa: ANN001
     from rich.table import Table
 
+    from ..display import at_k
+
     s = result.summary
     t = Table(title=f"calibration - {s['env']} {s['env_version']} - {s['model']}", title_justify="left")
     for c in ("verdict", "tasks", "share"):
@@ -259,9 +261,8 @@ def _print_calibration(result) -> None:  # noqa: ANN001
     info.add_row("band", f"[{lo:g}, {hi:g}]  (95% Wilson interval per task)")
     info.add_row("rollouts", f"{s['budget_used']} of budget {s['budget']} in {len(s['rounds'])} round(s); "
                  f"{s['scored_samples']} scored, {s['errors']} errors")
-    fmt = "  ".join
-    info.add_row("pass@k", fmt(f"@{k}={v:.3f}" for k, v in s["pass_at_k"].items() if v is not None) or "-")
-    info.add_row("pass^k", fmt(f"@{k}={v:.3f}" for k, v in s["pass_hat_k"].items() if v is not None) or "-")
+    info.add_row("pass@k", at_k(s["pass_at_k"]))
+    info.add_row("pass^k", at_k(s["pass_hat_k"]))
     info.add_row(f"zero-variance groups (K={s['samples']})",
                  f"before {share(zv['before'])}; in-band {share(zv['after_in_band'])}; "
                  f"keep {share(zv['after_keep'])}")

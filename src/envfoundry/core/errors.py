@@ -36,6 +36,11 @@ class PolicyError(EnvfoundryError):
     """The policy could not produce an action for infrastructure reasons (after retries)."""
 
 
+class ServerUnreachable(PolicyError):
+    """A request's retries ran out and the last could not connect to the model server at all: it
+    is down (a router of several servers stops sending it requests)."""
+
+
 class StoreError(UsageError):
     """The run directory cannot be used as asked (not empty without --resume, manifest mismatch)."""
 

@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import os
 import pickle
+import warnings
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..core.env import Episode
-from ..core.errors import UsageError
+from ..core.errors import ServerUnreachable, UsageError
 from ..core.policy import PolicyOutput
 from .local import LocalServer, check_llama_installed, find_default_gguf, usable_cores
 from .openai import OpenAIPolicy, RetryConfig, SamplingOptions, ToolMode
@@ -44,7 +45,12 @@ async def _all_then_raise(aws: Iterable[Awaitable[Any]]) -> None:
 class SlotRouter:
     """One policy over several OpenAI-compatible servers that each run one request at a time:
     every request goes to an idle server, and waits for one when all are busy. Picklable (for
-    worker processes: each routes over all the servers on its own)."""
+    worker processes: each routes over all the servers on its own).
+
+    A server that is down (a request's retries ran out and the last could not connect:
+    :class:`~envfoundry.core.errors.ServerUnreachable`) gets no more requests from this router,
+    with a ``RuntimeWarning`` naming it, and the request goes to another server; the last server
+    is never dropped, so when all are down requests end as ``policy_error`` as with one server."""
 
     def __init__(self, clients: list[OpenAIPolicy]) -> None:
         if not clients:
@@ -52,12 +58,19 @@ class SlotRouter:
         self.clients = clients
         self.name = clients[0].name
         self._idle: asyncio.Queue[OpenAIPolicy] | None = None
+        self._down: set[str] = set()  # base URLs of the servers found down, in this process
+
+    @property
+    def live(self) -> list[OpenAIPolicy]:
+        """The clients of the servers that are not known to be down."""
+        return [c for c in self.clients if c.base_url not in self._down]
 
     async def start(self) -> None:
         if self._idle is None:  # made first: two first act()s must not make two queues
             idle: asyncio.Queue[OpenAIPolicy] = asyncio.Queue()
-            k = os.getpid() % len(self.clients)  # worker processes start on different slots
-            for c in self.clients[k:] + self.clients[:k]:
+            live = self.live
+            k = os.getpid() % len(live)  # worker processes start on different slots
+            for c in live[k:] + live[:k]:
                 idle.put_nowait(c)
             self._idle = idle
         for c in self.clients:
@@ -68,11 +81,21 @@ class SlotRouter:
             await self.start()
         idle = self._idle  # the queue this request came from gets the client back, even after close()
         assert idle is not None
-        client = await idle.get()
-        try:
-            return await client.act(ep)
-        finally:
-            idle.put_nowait(client)
+        while True:
+            client = await idle.get()
+            down = False
+            try:
+                return await client.act(ep)
+            except ServerUnreachable as e:
+                if len(self.clients) - len(self._down) <= 1:
+                    raise  # the last server: the request fails as it would with one server
+                down = True
+                self._down.add(client.base_url)
+                warnings.warn(f"model server slot {client.base_url} is down, {len(self.live)} of "
+                              f"{len(self.clients)} slots left: {e}", RuntimeWarning, stacklevel=2)
+            finally:
+                if not down:
+                    idle.put_nowait(client)
 
     async def close(self) -> None:
         self._idle = None  # bound to this event loop: a later start() in another loop makes its own
@@ -120,6 +143,7 @@ class LocalPolicy:
         self.tool_mode: ToolMode = tool_mode
         self.name = self.model_path.stem
         self._router: SlotRouter | None = None
+        self._starting: asyncio.Lock | None = None  # two concurrent start()s start the servers once
 
     @property
     def server(self) -> LocalServer:
@@ -136,6 +160,13 @@ class LocalPolicy:
     async def start(self) -> None:
         if self._router is not None:
             return
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._router is None:
+                await self._start()
+
+    async def _start(self) -> None:
         try:
             for srv in self.servers:  # one after another: loading a model is CPU-bound anyway
                 await srv.astart()
@@ -143,12 +174,13 @@ class LocalPolicy:
             with contextlib.suppress(Exception):  # the start's own error is the one to report
                 await asyncio.shield(self._stop_servers())
             raise
-        self._router = SlotRouter([
+        router = SlotRouter([
             OpenAIPolicy(srv.model_name, base_url=srv.base_url, sampling=self.sampling, retry=self.retry,
                          tool_mode=self.tool_mode, concurrency=2)
             for srv in self.servers
         ])
-        await self._router.start()
+        await router.start()
+        self._router = router
 
     def for_worker(self) -> SlotRouter:
         """What a worker process runs (``rollout.pool``): a router over this policy's started
@@ -172,6 +204,7 @@ class LocalPolicy:
                 await self._router.close()
         finally:
             self._router = None
+            self._starting = None  # bound to this event loop
             await self._stop_servers()
 
     async def act(self, ep: Episode) -> PolicyOutput:

@@ -13,7 +13,8 @@ Infrastructure faults are retried with bounded exponential backoff and full jitt
 is cut short or is not JSON, a reply without ``choices`` or a choice without ``message``. When
 the attempts run out the policy raises :class:`~envfoundry.core.errors.PolicyError` naming the
 server, the number of attempts and the last cause, and the rollout ends as ``policy_error`` (never
-with a score). Any other 4xx (bad request, bad key, unknown model, wrong URL) is not retried: the
+with a score); when the last try could not connect at all, it is the subclass ``ServerUnreachable``.
+Any other 4xx (bad request, bad key, unknown model, wrong URL) is not retried: the
 ``PolicyError`` carries the server's own message. Cancellation is never caught: cancelling a
 rollout closes its request's connection.
 
@@ -50,7 +51,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.env import Episode
-from ..core.errors import PolicyError, UsageError
+from ..core.errors import PolicyError, ServerUnreachable, UsageError
 from ..core.messages import Message, ToolCall
 from ..core.outcome import Usage
 from ..core.policy import PolicyOutput
@@ -310,6 +311,7 @@ class OpenAIPolicy:
         cause = ""
         for attempt in range(1, r.max_attempts + 1):
             wait_s: float | None = None
+            unreachable = False  # the last try could not even connect: nothing listens there now
             try:
                 async with session.post(self._url, data=payload) as resp:
                     raw = await resp.read()
@@ -340,7 +342,7 @@ class OpenAIPolicy:
             except aiohttp.ClientPayloadError as e:
                 cause = f"response body cut short ({_short(str(e))})"
             except aiohttp.ClientConnectorError as e:
-                cause = f"cannot connect: {_short(str(e))}"
+                cause, unreachable = f"cannot connect: {_short(str(e))}", True
             except aiohttp.ServerDisconnectedError:
                 cause = "server closed the connection without a reply"
             except aiohttp.ClientError as e:  # connection reset and other transport failures
@@ -348,7 +350,7 @@ class OpenAIPolicy:
             if attempt < r.max_attempts:
                 await asyncio.sleep(wait_s if wait_s is not None else self._backoff(attempt))
         times = "time" if r.max_attempts == 1 else "times"
-        raise PolicyError(
+        raise (ServerUnreachable if unreachable else PolicyError)(
             f"model server at {self.base_url} failed {r.max_attempts} {times}: {cause}"
         )
 
