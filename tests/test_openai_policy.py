@@ -120,6 +120,9 @@ def test_persistent_fault_is_a_policy_error_without_score(fault: str, tmp_path: 
         s = run.summary
         assert s["n_errors"] == 4 and s["n_scored"] == 0
         assert s["pass_rate"] is None and s["mean_score"] is None
+        [(cause, count)] = s["error_causes"]  # one cause, counted four times, in one line
+        assert count == 4 and cause.startswith(f"model server at {url} failed 2 times") and "\n" not in cause
+        assert re.search(CAUSES[fault], cause), cause
         assert_faults_never_scored(records)
 
     asyncio.run(main())

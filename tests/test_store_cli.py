@@ -305,3 +305,117 @@ def test_slots_are_refused_for_models_that_have_none(tmp_path):
         r = cli("run", "math", "--model", model, "--slots", slots, "--out", str(tmp_path / "r"))
         assert r.returncode == 2 and msg in r.stderr, r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_keeps_the_stored_model_options_and_refuses_others(tmp_path):
+    """A resumed run samples as the run began (base URL, temperature, top-p, max tokens, tool
+    mode from the manifest); a differing option is refused; the concurrency may change."""
+    from envfoundry.testing import StubServer
+
+    run = tmp_path / "r"
+    opts = ["--temperature", "0.3", "--top-p", "0.9", "--max-tokens", "17", "--tool-mode", "text",
+            "--model-seed", "5"]
+    with StubServer(reply="<answer>4</answer>").run_in_thread() as url:
+        r = cli("run", "shop", "--model", "openai:stub", "--base-url", url, *opts, "--limit", "3",
+                "--max-turns", "1", "--out", str(run), "-q")
+        assert r.returncode == 0, r.stderr
+        lines = (run / "trajectories.jsonl").read_text().splitlines(keepends=True)
+        (run / "trajectories.jsonl").write_text(lines[0])  # two rollouts to run again
+        for bad, stored in ((["--top-p", "0.5"], "0.9"), (["--tool-mode", "native"], "text"),
+                            (["--model-seed", "6"], "5"), (["--env-arg", "x=1"], "{}")):
+            r = cli("run", "--out", str(run), "--resume", "-q", *bad)
+            err = " ".join(r.stderr.split())
+            assert r.returncode == 2 and f"differs from the run in '{run}' ({stored})" in err, err
+        r = cli("run", "--out", str(run), "--resume", "-q", "--concurrency", "1", *opts[:4])
+        assert r.returncode == 0, r.stderr
+    assert len(_records(run)) == 3
+
+
+def test_resumed_requests_use_the_stored_sampling(tmp_path):
+    from envfoundry.testing import StubServer
+
+    run = tmp_path / "r"
+    srv = StubServer(reply="<answer>4</answer>")
+    with srv.run_in_thread() as url:
+        r = cli("run", "shop", "--model", "openai:stub", "--base-url", url, "--top-p", "0.9", "--max-tokens", "17",
+                "--tool-mode", "text", "--limit", "2", "--max-turns", "1", "--out", str(run), "-q")
+        assert r.returncode == 0, r.stderr
+        first = srv.requests[0]
+        lines = (run / "trajectories.jsonl").read_text().splitlines(keepends=True)
+        (run / "trajectories.jsonl").write_text(lines[0])
+        n = srv.n_requests
+        assert cli("run", "--out", str(run), "--resume", "-q").returncode == 0  # no --base-url: the stored one
+        resumed = srv.requests[n:]
+    assert len(resumed) == 1 and "tools" not in first  # text tool protocol: no native tools
+    for body in (first, resumed[0]):
+        assert body["top_p"] == 0.9 and body["max_tokens"] == 17 and "tools" not in body
+    assert resumed[0]["temperature"] == first["temperature"]
+
+
+def test_a_run_of_an_environment_file_resumes_from_another_directory(tmp_path):
+    import shutil
+
+    here = tmp_path / "work"
+    here.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "examples" / "counter_env.py", here / "my-env.v2.py")
+    assert cli("run", "my-env.v2.py:make_env", "--limit", "3", "--out", "r", "-q", cwd=here).returncode == 0
+    manifest = json.loads((here / "r" / "manifest.json").read_text())
+    assert manifest["env_spec"] == f"{here / 'my-env.v2.py'}:make_env"  # absolute: resumable from anywhere
+    lines = (here / "r" / "trajectories.jsonl").read_text().splitlines(keepends=True)
+    (here / "r" / "trajectories.jsonl").write_text(lines[0])
+    r = cli("run", "--out", str(here / "r"), "--resume", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(_records(here / "r")) == 3
+    # naming the environment again, relatively, from its own directory, is the same environment
+    assert cli("run", "my-env.v2.py:make_env", "--out", "r", "--resume", "-q", cwd=here).returncode == 0
+
+
+def test_a_resume_that_cannot_rewrite_its_records_says_so_in_one_line_and_loses_nothing(tmp_path):
+    import resource
+
+    run = tmp_path / "r"
+    assert cli("run", "math", "--limit", "200", "--samples", "2", "--out", str(run), "-q").returncode == 0
+    traj = run / "trajectories.jsonl"
+    with open(traj, "ab") as f:
+        f.write(b'{"task_id": "torn')  # a killed run's last line: the resume rewrites the file without it
+    before = traj.read_bytes()
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, len(before) // 2))
+
+    r = subprocess.run([sys.executable, "-m", "envfoundry", "run", "--out", str(run), "--resume", "-q"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert r.returncode == 1, r.stderr
+    err = " ".join(r.stderr.split())
+    assert "File too large" in err and str(traj) in err and "--resume" in err and "Traceback" not in err, err
+    assert traj.read_bytes() == before and not list(run.glob(".*tmp"))
+    assert cli("run", "--out", str(run), "--resume", "-q").returncode == 0
+    assert len(_records(run)) == 400
+
+
+def test_a_resumed_run_keeps_what_the_summary_needs_not_the_messages(tmp_path):
+    from envfoundry.rollout.store import RunStore
+    from envfoundry.rollout.summary import Summary
+
+    run = tmp_path / "r"
+    assert cli("run", "math", "--model", "scripted:random", "--limit", "20", "--samples", "2", "--out", str(run),
+               "-q").returncode == 0
+    full = _records(run)
+    size = (run / "trajectories.jsonl").stat().st_mtime_ns
+    done = RunStore.open(run).prepare_resume()
+    assert (run / "trajectories.jsonl").stat().st_mtime_ns == size  # nothing to drop: not rewritten
+    assert len(done) == 40 and all("messages" not in r for r in done.values())
+    light, whole = Summary(), Summary()
+    for r in done.values():
+        light.add(r)
+    for r in full:
+        whole.add(r)
+    assert light.result(samples=2) == whole.result(samples=2)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_huge_concurrency_runs_no_more_rollouts_at_once_than_there_are(tmp_path, workers):
+    r = cli("run", "math", "--limit", "2", "--concurrency", "1000000000", "--workers", workers,
+            "--out", str(tmp_path / "r"), "-q", timeout=60)  # was: a billion coroutines, never ending
+    assert r.returncode == 0, r.stderr
+    assert len(_records(tmp_path / "r")) == 2

@@ -116,7 +116,9 @@ def summary_table(summary: dict[str, Any], title: str = "summary") -> Table:
         t.add_row("pass@k", at_k(pak))
     t.add_row("outcomes", "  ".join(f"{k}={v}" for k, v in summary["outcomes"].items() if v) or "-")
     if summary.get("n_errors"):
-        t.add_row("errors", f"[red]{summary['n_errors']} (excluded from pass rate)")
+        t.add_row("errors", f"[red]{summary['n_errors']} (excluded from pass rate; --resume runs them again)")
+        for cause, k in summary.get("error_causes") or ():
+            t.add_row("", f"{k} x {escape(cause)}")
     if summary.get("completion_tokens"):
         t.add_row("completion tokens", str(summary["completion_tokens"]))
     return t

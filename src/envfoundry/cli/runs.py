@@ -60,7 +60,8 @@ def run_cmd(
     top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,  # noqa: UP007
     max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,  # noqa: UP007
     model_seed: Annotated[Optional[int], typer.Option(help="fixed sampling seed (default: per rollout)")] = None,  # noqa: UP007
-    tool_mode: Annotated[str, typer.Option(help="auto, native or text tool calling")] = "auto",
+    tool_mode: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        help="auto, native or text tool calling (default: auto, or the resumed run's)")] = None,
     split: Annotated[
         Optional[str], typer.Option(help="task split (`calibrated`: the in-band tasks of --calibration; default: test)")
     ] = None,
@@ -69,7 +70,8 @@ def run_cmd(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="first N tasks of the split")] = None,  # noqa: UP007
     samples: Annotated[Optional[int], typer.Option(help="rollouts per task, a GRPO group (default: 1)")] = None,
-    concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
+    concurrency: Annotated[Optional[int], typer.Option(  # noqa: UP007
+        help="rollouts in flight at once (default: 32, or the resumed run's)")] = None,
     workers: Annotated[
         int, typer.Option(help="processes sharing the rollouts (for fast model servers: one process's CPU is the "
                           "limit); concurrency is split among them")

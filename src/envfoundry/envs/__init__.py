@@ -88,8 +88,19 @@ def load(spec: str, args: dict[str, str] | None = None) -> Environment:
     so worker processes can load the same environment.
     """
     env = _load(spec, args)
-    env.loaded_from = (spec, dict(args or {}))
+    env.loaded_from = (canonical_spec(spec), dict(args or {}))
     return env
+
+
+def canonical_spec(spec: str) -> str:
+    """``spec`` with an environment file's path made absolute (what a run stores, so that it
+    resumes from any directory); built-in names and ``pkg.module:attr`` are returned as they are."""
+    if spec in BUILTIN:
+        return spec
+    target, sep, attr = spec.rpartition(":")
+    if sep and target and attr and (target.endswith(".py") or "/" in target or "\\" in target):
+        return f"{Path(target).resolve()}:{attr}"
+    return spec
 
 
 def _load(spec: str, args: dict[str, str] | None) -> Environment:

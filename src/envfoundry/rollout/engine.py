@@ -168,9 +168,10 @@ async def run_all(
     policy: Policy,
     cfg: RolloutConfig,
     on_record: OnRecord,
+    n_jobs: int | None = None,
 ) -> None:
-    """Run every job with ``cfg.concurrency`` workers; ``on_record`` receives each record as it
-    finishes (the store appends it there)."""
+    """Run every job with ``cfg.concurrency`` workers (no more than ``n_jobs``, the number of
+    jobs where known); ``on_record`` receives each record as it finishes (the store appends it there)."""
 
     async def worker() -> None:
         n = 0
@@ -181,7 +182,8 @@ async def run_all(
                 # scripted policies never suspend; yield so Ctrl-C and other workers get a turn
                 await asyncio.sleep(0)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(cfg.concurrency)]
+    n = cfg.concurrency if n_jobs is None else max(1, min(cfg.concurrency, n_jobs))
+    workers = [asyncio.ensure_future(worker()) for _ in range(n)]
     try:
         await asyncio.gather(*workers)
     finally:

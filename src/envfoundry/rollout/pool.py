@@ -324,7 +324,8 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
         with contextlib.suppress(OSError):
             conn.send(("error", e.args[0] if isinstance(e, EnvfoundryError) and e.args else format_exception(e)))
         raise SystemExit(1) from None
-    conn.send(("done", None))
+    with contextlib.suppress(OSError):  # a parent that was killed hears nothing: no traceback for it
+        conn.send(("done", None))
     conn.close()
 
 
@@ -369,7 +370,7 @@ async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: lis
 
     loop = asyncio.get_running_loop()
     await policy.start()
-    main = asyncio.ensure_future(run_all(env, claim(), policy, cfg, on_record))
+    main = asyncio.ensure_future(run_all(env, claim(), policy, cfg, on_record, n))
 
     def on_parent() -> None:  # "stop": cancel what is in flight, keep what finished
         try:

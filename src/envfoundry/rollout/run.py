@@ -15,11 +15,12 @@ from ..core.env import Environment
 from ..core.errors import RunWriteError, StoreError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
+from ..envs import canonical_spec
 from .engine import RolloutConfig, iter_jobs, run_all
 from .pool import check_workers, run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
 from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
-from .summary import Summary, summarize
+from .summary import Summary, light_record, summarize
 
 
 class Progress(Protocol):
@@ -64,8 +65,36 @@ def _policy_from(model: str | Policy, options: dict[str, Any] | None) -> Policy:
     if isinstance(model, str):
         from ..policies import resolve_policy
 
-        return resolve_policy(model, **(options or {}))
+        return resolve_policy(model, **{k: v for k, v in (options or {}).items() if v is not None})
     return model
+
+
+#: the command-line flag of each sampling option (for messages)
+_SAMPLING_FLAGS = {"temperature": "--temperature", "top_p": "--top-p", "max_tokens": "--max-tokens",
+                   "seed": "--model-seed"}
+
+
+def _resumed_options(stored: dict[str, Any], given: dict[str, Any] | None, out: str | Path) -> dict[str, Any]:
+    """The model options of a resumed run: the stored sampling and tool mode, so the run does not
+    mix two configurations (a given one that differs is refused); ``base_url``, ``api_key_env`` and
+    ``slots`` say where and how the server runs, not what it samples: as given, else stored."""
+    opts = {k: v for k, v in (given or {}).items() if v is not None}
+    kept = stored.get("sampling") or {}
+    asked = {k: v for k, v in (opts.get("sampling") or {}).items() if v is not None}
+    for k, v in asked.items():
+        if k in kept and kept[k] != v:
+            raise UsageError(f"{_SAMPLING_FLAGS.get(k, k)} {v} differs from the run in {str(out)!r} ({kept[k]}); "
+                             "resume without it or choose another --out")
+    opts["sampling"] = {**kept, **asked}
+    mode = stored.get("tool_mode")
+    if mode is not None:
+        if opts.get("tool_mode", mode) != mode:
+            raise UsageError(f"--tool-mode {opts['tool_mode']} differs from the run in {str(out)!r} ({mode}); "
+                             "resume without it or choose another --out")
+        opts["tool_mode"] = mode
+    if "base_url" not in opts and stored.get("base_url"):
+        opts["base_url"] = stored["base_url"]
+    return opts
 
 
 async def evaluate_async(
@@ -76,7 +105,7 @@ async def evaluate_async(
     split: str = "test",
     limit: int | None = None,
     samples: int = 1,
-    concurrency: int = 32,
+    concurrency: int | None = None,
     seed: int = 0,
     task_seed: int | None = None,
     timeout_s: float | None = None,
@@ -94,8 +123,11 @@ async def evaluate_async(
 
     ``model`` is a spec (``scripted:oracle``, ``local``, ``openai:NAME``) or a Policy object;
     ``model_options`` go to :func:`~envfoundry.policies.resolve_policy` (base_url, api_key_env,
-    sampling, tool_mode, slots for ``local``). On ``resume`` the stored run's selection, seeds and sampling
-    are used (slots are a setting of this process: the default unless given again).
+    sampling, tool_mode, slots for ``local``). On ``resume`` the stored run's selection, seeds,
+    environment arguments, sampling and tool mode are used, and a given value that differs is refused;
+    the base URL is the stored one unless given; ``concurrency`` (default: the stored one) and slots
+    are settings of this process (slots: the default unless given again).
+    ``concurrency`` defaults to 32 for a new run.
 
     ``task_ids`` narrows the split's first ``limit`` tasks to these ids (in this order).
     ``sample_offset`` numbers the samples ``sample_offset .. sample_offset + samples - 1``, so a
@@ -110,22 +142,21 @@ async def evaluate_async(
     if workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
 
-    env_spec = env if isinstance(env, str) else env.name
+    env_spec = canonical_spec(env) if isinstance(env, str) else env.name
     if resume:
         store = RunStore.open(out)
         m = store.manifest
-        if isinstance(env, str) and env not in (m.env, m.env_spec):
+        if isinstance(env, str) and not {env, env_spec} & {m.env, m.env_spec, canonical_spec(m.env_spec)}:
             raise StoreError(f"run {str(out)!r} is of environment {m.env_spec!r}, not {env!r}")
+        if env_args and env_args != m.env_args:
+            raise UsageError(f"--env-arg {env_args} differs from the run in {str(out)!r} ({m.env_args}); "
+                             "resume without it or choose another --out")
         env_obj = load(m.env_spec, m.env_args) if isinstance(env, str) else env
         if env_obj.version != m.env_version:
             raise StoreError(
                 f"run {str(out)!r} used {m.env} {m.env_version}; this is {env_obj.version}"
             )
-        opts = dict(model_options or {})
-        if isinstance(model, str):
-            opts.setdefault("sampling", m.policy.get("sampling"))
-            if m.policy.get("base_url"):
-                opts.setdefault("base_url", m.policy["base_url"])
+        opts = _resumed_options(m.policy, model_options, out) if isinstance(model, str) else {}
         policy = _policy_from(model, opts)
         spec = policy.describe().get("spec")
         if spec != m.policy.get("spec"):
@@ -140,13 +171,23 @@ async def evaluate_async(
             )
         tasks = [by_id[t] for t in m.task_ids]
         source = (m.env_spec, m.env_args) if isinstance(env, str) else getattr(env_obj, "loaded_from", None)
-        if workers > m.concurrency:
-            raise UsageError(f"workers ({workers}) must not exceed the run's concurrency ({m.concurrency})")
+        conc = m.concurrency if concurrency is None else concurrency
+        if conc < 1:
+            raise UsageError(f"concurrency must be >= 1, got {conc}")
+        if workers > conc:
+            raise UsageError(f"workers ({workers}) must not exceed the concurrency ({conc})")
         blob = check_workers(env_obj, source, tasks, policy) if workers > 1 else None
-        cfg = RolloutConfig(samples=m.samples, concurrency=m.concurrency, seed=m.seed,
+        cfg = RolloutConfig(samples=m.samples, concurrency=conc, seed=m.seed,
                             timeout_s=m.timeout_s, max_turns=m.max_turns)
-        done = store.prepare_resume()
+        try:
+            done = store.prepare_resume()
+        except OSError as e:
+            err = _write_error(e, store.path)
+            if err is e:
+                raise
+            raise err from e
     else:
+        concurrency = 32 if concurrency is None else concurrency
         env_obj = load(env, env_args) if isinstance(env, str) else env
         source = getattr(env_obj, "loaded_from", None)
         ts = seed if task_seed is None else task_seed
@@ -209,10 +250,11 @@ async def evaluate_async(
             offset = store.manifest.sample_offset
             if workers > 1:
                 assert source is not None
-                await run_pool(source, (env_obj.name, env_obj.version), tasks, policy, cfg, workers, on_line, _light,
-                               offset=offset, done=done, tasks_blob=blob)
+                await run_pool(source, (env_obj.name, env_obj.version), tasks, policy, cfg, workers, on_line,
+                               light_record, offset=offset, done=done, tasks_blob=blob)
             else:
-                await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record)
+                await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record,
+                              total - len(done))
         except BaseException:
             failing = True
             raise
@@ -250,10 +292,6 @@ def _write_error(e: OSError, run_dir: Path) -> OSError | RunWriteError:
     return RunWriteError(f"cannot write {name}: {e.strerror or type(e).__name__}; the rollouts stored before are "
                          "kept: make room and continue with --resume")
 
-
-def _light(r: dict[str, Any]) -> dict[str, Any]:
-    """The fields a summary and the progress bar need: what a worker process sends with a record."""
-    return {k: r.get(k) for k in ("task_id", "outcome", "score", "passed", "usage")}
 
 
 def evaluate(env: Environment | str, **kwargs: Any) -> Run:

@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import StoreError, reason
+from .summary import light_record
 
 MANIFEST = "manifest.json"
 TRAJECTORIES = "trajectories.jsonl"
@@ -79,6 +80,22 @@ def _is_record(rec: Any) -> bool:
         score = rec.get("score")
         return isinstance(score, (int, float)) and not isinstance(score, bool) and isinstance(rec.get("passed"), bool)
     return True
+
+
+def _record_key(line: bytes) -> tuple[tuple[str, int], dict[str, Any]] | None:
+    """((task_id, sample), record) of a stored line, or None when it is not a whole record."""
+    if not line.strip():
+        return None
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not _is_record(rec) or not isinstance(rec["task_id"], str):
+        return None
+    sample = rec["sample"]
+    if not isinstance(sample, int) or isinstance(sample, bool):
+        return None
+    return (rec["task_id"], sample), rec
 
 
 def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
@@ -147,42 +164,55 @@ class RunStore:
         return cls(p, manifest)
 
     def prepare_resume(self) -> dict[tuple[str, int], dict[str, Any]]:
-        """Drop a torn last line, move error records aside; return the finished records by
-        (task_id, sample)."""
+        """Drop a torn last line and damaged or repeated records, move error records aside to
+        ``errors.jsonl``; return the finished records by (task_id, sample), each as its
+        :func:`~envfoundry.rollout.summary.light_record` (a resumed run of a million rollouts does
+        not hold their messages). The file is read line by line, and rewritten (to a temporary
+        file, then renamed) only when something is dropped."""
         tp = self.path / TRAJECTORIES
         if not tp.exists():
             return {}
-        raw = tp.read_bytes()
-        keep: list[bytes] = []
-        errors: list[bytes] = []
         done: dict[tuple[str, int], dict[str, Any]] = {}
-        for line in raw.split(b"\n"):
-            if not line.strip():
-                continue
+        drop: set[int] = set()  # line numbers that do not stay
+        errors: list[bytes] = []
+        n = 0
+        ends_cleanly = True
+        with open(tp, "rb") as f:
+            for n, line in enumerate(f):
+                ends_cleanly = line.endswith(b"\n")
+                key = _record_key(line)
+                if key is None or key[0] in done:
+                    drop.add(n)  # blank, torn (a killed process), damaged or repeated: runs again
+                    continue
+                rec = key[1]
+                if rec["outcome"] in ERROR_OUTCOMES:
+                    errors.append(line.rstrip(b"\n"))
+                    drop.add(n)
+                    continue
+                done[key[0]] = light_record(rec)
+        if errors:  # first: were the rewrite below to fail, they are still in the trajectories
+            ep = self.path / ERRORS
             try:
-                rec = orjson.loads(line)
-                key = (rec["task_id"], int(rec["sample"]))
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn line from a killed process
-            if not _is_record(rec):
-                continue  # damaged: the rollout runs again
-            if key in done:
-                continue
-            if rec.get("outcome") in ERROR_OUTCOMES:
-                errors.append(line)
-                continue
-            done[key] = rec
-            keep.append(line)
-        if errors:
-            with open(self.path / ERRORS, "ab") as f:
-                f.write(b"".join(e + b"\n" for e in errors))
-                f.flush()
-                os.fsync(f.fileno())
-        new = b"".join(k + b"\n" for k in keep)
-        if new != raw:
+                with open(ep, "ab") as f:
+                    f.write(b"".join(e + b"\n" for e in errors))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(ep)) from None
+        if drop or not ends_cleanly:
             tmp = tp.with_name(f".{tp.name}.tmp")
-            tmp.write_bytes(new)
-            os.replace(tmp, tp)
+            try:
+                with open(tp, "rb") as src, open(tmp, "wb") as dst:
+                    for i, line in enumerate(src):
+                        if i not in drop:
+                            dst.write(line if line.endswith(b"\n") else line + b"\n")
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                os.replace(tmp, tp)
+            except OSError as e:  # a full disk: the trajectories stay as they were
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise OSError(e.errno, e.strerror, str(tp)) from None
         return done
 
     def __enter__(self) -> RunStore:

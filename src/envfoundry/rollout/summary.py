@@ -1,4 +1,5 @@
-"""Summaries of a run's records: outcome counts, pass rate with a Wilson interval, pass@k."""
+"""Summaries of a run's records: outcome counts, pass rate with a Wilson interval, pass@k, and
+the commonest causes of the errors."""
 
 from __future__ import annotations
 
@@ -10,24 +11,52 @@ from ..core.outcome import Outcome
 from ..core.stats import mean_over_tasks, wilson
 
 _SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
+_ERRORS = frozenset(o.value for o in Outcome if o.is_error)
+#: distinct error causes a summary counts one by one; the rest are counted together
+MAX_CAUSES = 32
+OTHER_CAUSES = "(other causes)"
+
+
+def error_cause(error: str | None) -> str | None:
+    """An error record's cause in one line: the last line of its message (a traceback's last line
+    names the exception), at most 200 characters."""
+    if not error:
+        return None
+    lines = [ln for ln in error.strip().splitlines() if ln.strip()]
+    cause = lines[-1].strip() if lines else error.strip()
+    return cause if len(cause) <= 200 else cause[:199] + "…"
+
+
+def light_record(r: dict[str, Any]) -> dict[str, Any]:
+    """The fields :meth:`Summary.add` and a progress bar need: what a worker process sends with
+    each record, and what a resumed run keeps of the stored ones (not their messages)."""
+    return {"task_id": r.get("task_id"), "outcome": r.get("outcome"), "score": r.get("score"),
+            "passed": r.get("passed"), "usage": r.get("usage"),
+            "error": error_cause(r.get("error")) if r.get("outcome") in _ERRORS else None}
 
 
 class Summary:
     """A run's summary kept up to date record by record (``add``), so a run of any length ends
     without a second pass over its records; :meth:`result` gives the summary dict."""
 
-    __slots__ = ("outcomes", "per_task", "n", "passes", "score_sum", "tokens")
+    __slots__ = ("outcomes", "per_task", "n", "passes", "score_sum", "tokens", "causes")
 
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter({o.value: 0 for o in Outcome})
         self.per_task: dict[str, list[int]] = {}  # task id -> [scored, passed], every task seen
         self.n = self.passes = self.tokens = 0
         self.score_sum = 0.0
+        self.causes: Counter[str] = Counter()  # error records by cause
 
     def add(self, r: dict[str, Any]) -> None:
-        """Count one record (the fields ``task_id``, ``outcome``, ``score``, ``passed``, ``usage``)."""
+        """Count one record (the fields of :func:`light_record`)."""
         outcome = r["outcome"]
         self.outcomes[outcome] += 1
+        if outcome in _ERRORS:
+            cause = error_cause(r.get("error")) or "(no message)"
+            if cause not in self.causes and len(self.causes) >= MAX_CAUSES:
+                cause = OTHER_CAUSES
+            self.causes[cause] += 1
         t = self.per_task.get(r["task_id"])
         if t is None:
             t = self.per_task[r["task_id"]] = [0, 0]
@@ -60,6 +89,7 @@ class Summary:
             "pass_at_k": {str(k): mean_over_tasks(counts, k) for k in range(1, samples + 1)},
             "pass_hat_k": {str(k): mean_over_tasks(counts, k, all_k=True) for k in range(1, samples + 1)},
             "completion_tokens": self.tokens,
+            "error_causes": [[c, k] for c, k in self.causes.most_common(5)],
         }
 
 
