@@ -279,3 +279,15 @@ def test_resume_refuses_a_different_selection(tmp_path):
     r = cli(*args, "--tasks", "3", "--resume", cwd=tmp_path)
     assert r.returncode == 2 and "--tasks 3 differs from the audit being resumed (2)" in " ".join(r.stderr.split())
     assert cli(*args, "--resume", cwd=tmp_path).returncode == 0
+
+
+def test_a_reference_solution_that_fails_is_a_finding_not_a_clean_audit(tmp_path):
+    code = (ROOT / "examples" / "counter_env.py").read_text()
+    assert '    """The reference solution: step towards the target, then submit."""\n' in code
+    env = tmp_path / "e.py"
+    env.write_text(code.replace('    """The reference solution: step towards the target, then submit."""\n',
+                                '    """A reference that crashes."""\n    raise RuntimeError("broken reference")\n'))
+    r = cli("audit", f"{env}:make_env", "--tasks", "3", "--out", str(tmp_path / "a"))
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1, out
+    assert "the reference solution does not pass on 3 task(s)" in out and "no findings" not in out

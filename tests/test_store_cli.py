@@ -119,7 +119,7 @@ def test_sigint_exits_130_after_flushing(tmp_path):
     "args,needle",
     [
         (["run", "nosuchenv"], "unknown environment 'nosuchenv'"),
-        (["run", "math", "--limit", "-3"], "--limit must be >= 0"),
+        (["run", "math", "--limit", "-3"], "--limit must be >= 1"),
         (["run", "math", "--samples", "0"], "samples must be >= 1"),
         (["run", "math", "--split", "validation"], "has no split 'validation'"),
         (["run", "math", "--model", "scripted:genius"], "unknown scripted policy 'genius'"),
@@ -268,10 +268,20 @@ def test_show_reads_damaged_and_partial_runs(tmp_path):
     assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
     lines = (run / "trajectories.jsonl").read_text().splitlines()
     (run / "trajectories.jsonl").write_text(
-        lines[0] + '\n{"bad": 1}\n["x"]\n{"task_id": "t", "sample": 0, "outcome": "completed", "score": null}\n')
+        lines[0] + '\n{"bad": 1}\n["x"]\n{"task_id": "t", "sample": 0, "outcome": "completed", "score": null}\n'
+        '{"task_id": ["a"], "sample": 0, "outcome": "policy_error"}\n'
+        '{"task_id": "t", "sample": "zz", "outcome": "policy_error"}\n'
+        '{"task_id": "t[/]", "sample": 1, "outcome": "bogus"}\n')
     r = cli("show", str(run))
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "1 of 3 rollouts are stored" in " ".join(r.stderr.split())
+    for fmt in ("x.parquet", "x.jsonl"):
+        r = cli("export", str(run), str(tmp_path / fmt))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = cli("export", str(run), str(tmp_path / "v"), "--format", "verl")
+    assert "Traceback" not in r.stderr, r.stderr
+    assert cli("run", "math", "--out", str(run), "--resume", "-q").returncode == 0  # the damaged lines run again
+    assert len(_records(run)) == 3
     assert cli("show", str(run), "--limit", "-1").returncode == 2
 
 
@@ -419,3 +429,49 @@ def test_a_huge_concurrency_runs_no_more_rollouts_at_once_than_there_are(tmp_pat
             "--out", str(tmp_path / "r"), "-q", timeout=60)  # was: a billion coroutines, never ending
     assert r.returncode == 0, r.stderr
     assert len(_records(tmp_path / "r")) == 2
+
+
+@pytest.mark.parametrize(("source", "says"), [
+    ("1/0", "raised ZeroDivisionError: division by zero"),
+    ("None", "returned NoneType, not a list of Task"),
+    ("[1, 2]", "returned a list of int, not of Task"),
+])
+def test_a_task_source_that_fails_is_one_clear_line_in_every_command(tmp_path, source, says):
+    code = (Path(__file__).parents[1] / "examples" / "counter_env.py").read_text()
+    assert "tasks=lambda split, seed: ProceduralTasks(" in code
+    env = tmp_path / "e.py"
+    env.write_text(code.replace("tasks=lambda split, seed: ProceduralTasks(",
+                                f"tasks=lambda split, seed: {source} if True else ProceduralTasks("))
+    spec = f"{env}:make_env"
+    for args in (["run", spec, "--out", str(tmp_path / "r"), "-q"], ["check", spec],
+                 ["calibrate", spec, "--model", "scripted:random", "--out", str(tmp_path / "c")],
+                 ["audit", spec, "--out", str(tmp_path / "a")]):
+        r = cli(*args)
+        err = " ".join(r.stderr.split())
+        assert r.returncode == 2 and f"the task source of environment 'counter' (split 'test', seed 0) {says}" in err
+        assert "Traceback" not in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_selection_is_refused(tmp_path):
+    r = cli("run", "math", "--limit", "0", "--out", str(tmp_path / "r"), "-q")
+    assert r.returncode == 2 and "--limit must be >= 1" in r.stderr
+    with pytest.raises(envfoundry.core.errors.UsageError, match="no tasks to run"):
+        envfoundry.evaluate("math", model="scripted:oracle", out=tmp_path / "r", limit=0)
+    assert not (tmp_path / "r").exists()
+
+
+def test_small_refusals_name_the_problem(tmp_path):
+    from envfoundry import __version__
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"envfoundry {__version__}"
+    r = cli("check", f"{tmp_path}:make_env")
+    assert r.returncode == 2 and "is a directory; give path/to/file.py:factory" in " ".join(r.stderr.split())
+    r = cli("run", "math", "--timeout", "nan", "--out", str(tmp_path / "r"), "-q")
+    assert r.returncode == 2 and "timeout must be > 0 seconds, got nan" in r.stderr
+    assert cli("run", "math", "--limit", "1", "--out", str(tmp_path / "r"), "-q").returncode == 0
+    (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
+    (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
+    r = cli("export", str(tmp_path / "r"), str(tmp_path / "loopA" / "x.parquet"))
+    assert r.returncode == 2 and "cannot be resolved" in r.stderr and "Traceback" not in r.stderr

@@ -82,8 +82,8 @@ def at_k(values: dict[str, Any]) -> str:
 
 
 def _table(title: str, columns: Iterable[str]) -> Table:
-    """A left-titled table with these column headers."""
-    t = Table(title=title, title_justify="left")
+    """A left-titled table with these column headers (the title is text, not markup)."""
+    t = Table(title=escape(title), title_justify="left")
     for c in columns:
         t.add_column(c)
     return t
@@ -100,7 +100,7 @@ def _with_ci(value: Any, ci: Any) -> str:
 
 
 def summary_table(summary: dict[str, Any], title: str = "summary") -> Table:
-    t = Table(title=title, show_header=False, title_justify="left")
+    t = Table(title=escape(title), show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     ci = summary.get("pass_rate_ci")
@@ -131,7 +131,7 @@ def records_table(records: Iterable[dict[str, Any]], limit: int = 50) -> Table:
             t.add_row("...", "", "", "", "", f"(first {limit} shown)")
             break
         why = r.get("explanation") or (r.get("error") or "").strip().splitlines()[-1:] or [""]
-        t.add_row(r["task_id"], str(r["sample"]), r["outcome"], _fmt(r.get("score")),
+        t.add_row(*(_escape(str(r[k])) for k in ("task_id", "sample", "outcome")), _fmt(r.get("score")),
                   str(r.get("turns", "")), _escape(why if isinstance(why, str) else why[0]))
     return t
 
@@ -139,17 +139,17 @@ def records_table(records: Iterable[dict[str, Any]], limit: int = 50) -> Table:
 def trajectory_panel(r: dict[str, Any]) -> Panel:
     lines: list[str] = []
     for m in r.get("messages", []):
-        role = m["role"]
+        role = _escape(str(m["role"]))
         body = m.get("content") or ""
         if m.get("tool_calls"):
             for c in m["tool_calls"]:
                 args = c["arguments"] if isinstance(c["arguments"], str) else json.dumps(c["arguments"])
-                body += f"\n  -> {c['name']}({args})"
+                body += f"\n  -> {c['name']}({args})"  # escaped with the body below
         lines.append(f"[bold]{role}[/bold]: {_escape(body)}")
     if r.get("world_diff"):
         lines.append(f"[bold]world changes[/bold] ({len(r['world_diff'])}):")
         lines.extend(_escape(x) for x in _diff_lines(r["world_diff"]))
-    lines.append(f"[bold]outcome[/bold]: {r['outcome']}  [bold]score[/bold]: {_fmt(r.get('score'))}")
+    lines.append(f"[bold]outcome[/bold]: {_escape(str(r['outcome']))}  [bold]score[/bold]: {_fmt(r.get('score'))}")
     if r.get("explanation"):
         lines.append(f"[bold]grader[/bold]: {_escape(r['explanation'])}")
     if r.get("breakdown"):
@@ -161,7 +161,7 @@ def trajectory_panel(r: dict[str, Any]) -> Panel:
             lines.extend(_escape(x) for x in grade)
     if r.get("error"):
         lines.append(f"[red]error[/red]:\n{_escape(r['error'])}")
-    return Panel("\n".join(lines), title=f"task {r['task_id']} sample {r['sample']}")
+    return Panel("\n".join(lines), title=escape(f"task {r['task_id']} sample {r['sample']}"))
 
 
 def _short(v: Any, limit: int = 100) -> str:

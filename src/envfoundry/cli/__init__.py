@@ -21,6 +21,19 @@ for _module in ("runs", "quality", "training"):
 __all__ = ["app", "main"]
 
 
+#: the commands that store their progress and continue with --resume
+_RESUMABLE = frozenset({"run", "calibrate", "audit", "train"})
+
+
+def _interrupted(argv: list[str] | None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command in _RESUMABLE:
+        err.print("interrupted; what finished is stored (continue with --resume)")
+    else:
+        err.print("interrupted")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; maps errors to exit codes instead of tracebacks."""
     try:
@@ -28,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if code == 130:  # typer turns KeyboardInterrupt into exit code 130
-            err.print("interrupted; the run store was flushed (continue with --resume)")
+            _interrupted(argv)
         return code
     except KeyboardInterrupt:
-        err.print("interrupted; the run store was flushed (continue with --resume)")
+        _interrupted(argv)
         return 130
     except UsageError as e:  # escaped: messages hold install commands like pip install "envfoundry[local]"
         err.print(f"[red]error:[/red] {_escape(str(e))}", soft_wrap=True)

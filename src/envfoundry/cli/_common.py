@@ -18,6 +18,22 @@ app = typer.Typer(
 console = Console(stderr=False)
 err = Console(stderr=True)
 
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        console.print(f"envfoundry {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """Build, run, verify and share RL environments for LLM agents."""
+
 EnvArg = Annotated[
     str | None,  # noqa: UP007 - typer needs Optional
     typer.Argument(help="built-in name (see `envfoundry list`), file.py:factory or pkg.mod:attr"),

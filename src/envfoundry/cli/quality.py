@@ -52,7 +52,7 @@ def check_cmd(
     if json_out:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        t = Table(title=f"check {e.name} {e.version}", title_justify="left")
+        t = Table(title=_escape(f"check {e.name} {e.version}"), title_justify="left")
         for c in ("check", "result", "detail"):
             t.add_column(c)
         style = {"pass": "green", "fail": "bold red", "skipped": "yellow"}
@@ -113,7 +113,12 @@ def audit_cmd(
     else:
         for part in audit_report(report):
             console.print(part)
-        verdict = "[green]no findings" if report.ok else f"[bold red]{len(report.findings)} finding(s)"
+        found = report.findings
+        for f in found[:20]:
+            console.print(f"[red]finding:[/red] {_escape(f)}", soft_wrap=True)
+        if len(found) > 20:
+            console.print(f"... and {len(found) - 20} more (all in {_escape(str(report.out / AUDIT_FILE))})")
+        verdict = "[green]no findings" if report.ok else f"[bold red]{len(found)} finding(s)"
         console.print(f"{verdict}[/]; stored in [bold]{_escape(str(report.out / AUDIT_FILE))}[/bold]")
     if not report.ok:
         raise typer.Exit(1)
@@ -243,7 +248,7 @@ def _print_calibration(result) -> None:  # noqa: ANN001
     from ..display import at_k
 
     s = result.summary
-    t = Table(title=f"calibration - {s['env']} {s['env_version']} - {s['model']}", title_justify="left")
+    t = Table(title=_escape(f"calibration - {s['env']} {s['env_version']} - {s['model']}"), title_justify="left")
     for c in ("verdict", "tasks", "share"):
         t.add_column(c)
     for v, d in s["verdicts"].items():
@@ -270,7 +275,7 @@ def _print_calibration(result) -> None:  # noqa: ANN001
     info.add_row("calibrated split", f"{s['calibrated_split']} in-band tasks")
     console.print(info)
     for knob, entries in result.knobs.items():
-        kt = Table(title=f"pass rate by {knob}", title_justify="left")
+        kt = Table(title=_escape(f"pass rate by {knob}"), title_justify="left")
         for c in ("value", "tasks", "samples", "pass rate", "95% CI"):
             kt.add_column(c)
         for e in entries:

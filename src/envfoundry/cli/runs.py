@@ -98,8 +98,8 @@ def run_cmd(
         if env is None and env_opt is None:  # the stored run knows its environment
             env = stored_run.env_spec
     spec = _env_spec(env, env_opt)
-    if limit is not None and limit < 0:
-        raise UsageError(f"--limit must be >= 0, got {limit}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {limit}")
     check_model_options(tool_mode, temperature, top_p, max_tokens)
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ToolCallError, ToolError
+from .errors import EnvfoundryError, EnvLoadError, ToolCallError, ToolError
 from .grader import FunctionGrader, GradeInput, Grader, combine
 from .messages import Action, Message
 from .outcome import Score
@@ -142,8 +142,27 @@ class Environment:
             )
         key = (split, seed)
         if key not in self._task_cache:
-            self._task_cache[key] = self._tasks(split, seed)
+            self._task_cache[key] = self._load_tasks(split, seed)
         return self._task_cache[key]
+
+    def _load_tasks(self, split: str, seed: int) -> Sequence[Task]:
+        """The task source's answer, or an EnvLoadError (exit 2) saying what it did wrong."""
+        where = f"the task source of environment {self.name!r} (split {split!r}, seed {seed})"
+        try:
+            tasks = self._tasks(split, seed)
+            if not isinstance(tasks, Sequence) and isinstance(tasks, Iterable) and not isinstance(tasks, dict):
+                tasks = list(tasks)  # a generator
+            # a procedural source may be lazy: only its first task is made (and checked) here
+            first = tasks[0] if isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)) and tasks else None
+        except EnvfoundryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a user's code may raise anything
+            raise EnvLoadError(f"{where} raised {type(e).__name__}: {e}") from e
+        if not isinstance(tasks, Sequence) or isinstance(tasks, (str, bytes)):
+            raise EnvLoadError(f"{where} returned {type(tasks).__name__}, not a list of Task")
+        if first is not None and not isinstance(first, Task):
+            raise EnvLoadError(f"{where} returned a list of {type(first).__name__}, not of Task")
+        return tasks
 
     # ---------------------------------------------------------------- running
     def reset(self, task: Task, *, seed: int) -> Episode:

@@ -52,6 +52,8 @@ def _call_factory(obj: object, where: str, args: dict[str, str] | None = None) -
 
 
 def _load_file(path: Path, attr: str, spec: str, args: dict[str, str] | None) -> Environment:
+    if path.is_dir():
+        raise EnvLoadError(f"environment file {str(path)!r} is a directory; give path/to/file.py:factory")
     if not path.is_file():
         raise EnvLoadError(f"environment file {str(path)!r} does not exist")
     # the same name in every process (str hashes are salted per process): worker processes

@@ -119,6 +119,10 @@ class AuditReport:
         for f in self.mutations.failures if self.mutations else []:
             what = "kept its score" if f.kind == "wrong" else "lost its score"
             out.append(f"mutation {f.name} ({f.detail}) {what} on task {f.task_id}")
+        failed = self.mutations.reference_failed if self.mutations else []
+        if failed:  # a correct solution the grader rejects, or a wrong reference: either way, not to train on
+            out.append(f"the reference solution does not pass on {len(failed)} task(s) (e.g. {failed[0]}); "
+                       "their mutation tests did not run")
         return out
 
     @property

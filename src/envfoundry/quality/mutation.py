@@ -72,6 +72,7 @@ class MutationReport:
 
     outcomes: list[MutationOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    reference_failed: list[str] = field(default_factory=list)  # tasks whose reference solution did not pass
 
     def _count(self, *status: str) -> int:
         return sum(o.status in status for o in self.outcomes)
@@ -183,6 +184,7 @@ def mutation_test(env: Environment, tasks: Sequence[Task], *, seed: int = 0,
         rseed = derive_seed(seed, task.id, "mutation")
         ref = record_reference(env, task, seed=rseed)
         if ref.error or ref.score is None or not ref.score.passed:
+            report.reference_failed.append(task.id)
             report.notes.append(f"task {task.id}: the reference solution does not pass "
                                 f"({ref.error or (ref.score.explanation if ref.score else '')}); skipped")
             continue

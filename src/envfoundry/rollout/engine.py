@@ -43,8 +43,8 @@ class RolloutConfig:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.timeout_s is not None and not self.timeout_s > 0:  # NaN too
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout_s}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
 

@@ -42,7 +42,11 @@ def check_output(run: Path, out: str | Path, fmt: str) -> Path:
     would replace the run's records), never an existing directory, in a folder that exists, with a
     suffix that matches the format (``.parquet`` or ``.jsonl``; trainer layouts take either)."""
     outp = Path(out)
-    if outp.resolve().parent == run.resolve() and outp.name in STORE_FILES:
+    try:
+        where = outp.resolve().parent
+    except (RuntimeError, OSError) as e:  # a symlink loop
+        raise UsageError(f"{str(outp)!r} cannot be resolved: {e}") from None
+    if where == run.resolve() and outp.name in STORE_FILES:
         raise UsageError(f"{str(outp)!r} is one of the run's own files; export to another file")
     if outp.is_dir():
         raise UsageError(f"{str(outp)!r} is a directory; give a file name (e.g. {str(outp / 'export.parquet')!r})")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
+import errno
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -197,6 +199,9 @@ async def evaluate_async(
         if cal is not None and split == CALIBRATED and CALIBRATED not in env_obj.splits:
             ts = load_calibrated_split(cal).task_seed
         tasks = list(_select(env_obj, split, limit, ts, task_ids=task_ids, calibration=cal))
+        if not tasks:
+            raise UsageError(f"no tasks to run: {env_obj.name} split {split!r} gives none"
+                             + (f" (--limit {limit})" if limit is not None else ""))
         try:
             cfg = RolloutConfig(samples=samples, concurrency=concurrency, seed=seed,
                                 timeout_s=timeout_s, max_turns=max_turns)
@@ -214,7 +219,14 @@ async def evaluate_async(
             started_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             python=platform.python_version(), sample_offset=sample_offset, calibration=cal,
         )
-        store = RunStore.create(out, manifest)
+        RunStore.check_new(out)
+        try:  # the model first: one that cannot start (a bad model file) leaves no run directory behind
+            await policy.start()
+            store = RunStore.create(out, manifest)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the start's or the store's own error is the one to report
+                await asyncio.shield(policy.close())
+            raise
         done = {}
 
     total = len(tasks) * cfg.samples
@@ -246,7 +258,8 @@ async def evaluate_async(
     failing = False  # an error is on its way out: a second one while closing must not replace it
     try:
         try:
-            await policy.start()
+            if resume:  # a new run started its policy before it made the run directory
+                await policy.start()
             offset = store.manifest.sample_offset
             if workers > 1:
                 assert source is not None
@@ -289,8 +302,9 @@ def _write_error(e: OSError, run_dir: Path) -> OSError | RunWriteError:
     name = str(e.filename or "")
     if not name or not Path(name).resolve().is_relative_to(run_dir.resolve()):
         return e
+    fix = "make room" if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "fix that"
     return RunWriteError(f"cannot write {name}: {e.strerror or type(e).__name__}; the rollouts stored before are "
-                         "kept: make room and continue with --resume")
+                         f"kept: {fix} and continue with --resume")
 
 
 

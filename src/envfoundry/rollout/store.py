@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import StoreError, reason
+from ..core.outcome import Outcome
 from .summary import light_record
 
 MANIFEST = "manifest.json"
@@ -34,7 +35,8 @@ STORE_FILES = frozenset({MANIFEST, TRAJECTORIES, ERRORS, SUMMARY})
 FLUSH_INTERVAL_S = 0.05
 FLUSH_RECORDS = 64
 _ORJSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-ERROR_OUTCOMES = frozenset({"policy_error", "env_error", "grader_error"})
+ERROR_OUTCOMES = frozenset(o.value for o in Outcome if o.is_error)
+OUTCOMES = frozenset(o.value for o in Outcome)
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
@@ -72,9 +74,14 @@ class RunManifest(BaseModel):
 
 
 def _is_record(rec: Any) -> bool:
-    """Whether a parsed line is a trajectory record readers can rely on: ids and an outcome, and
-    for a scored outcome a numeric score and a boolean ``passed``."""
+    """Whether a parsed line is a trajectory record readers can rely on: a string task id, an
+    integer sample, a known outcome, and for a scored outcome a numeric score and a boolean ``passed``."""
     if not (isinstance(rec, dict) and {"task_id", "sample", "outcome"} <= rec.keys()):
+        return False
+    sample = rec["sample"]
+    if not isinstance(rec["task_id"], str) or not isinstance(sample, int) or isinstance(sample, bool):
+        return False
+    if rec["outcome"] not in OUTCOMES:
         return False
     if rec["outcome"] in ("completed", "truncated"):
         score = rec.get("score")
@@ -90,12 +97,9 @@ def _record_key(line: bytes) -> tuple[tuple[str, int], dict[str, Any]] | None:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    if not _is_record(rec) or not isinstance(rec["task_id"], str):
+    if not _is_record(rec):
         return None
-    sample = rec["sample"]
-    if not isinstance(sample, int) or isinstance(sample, bool):
-        return None
-    return (rec["task_id"], sample), rec
+    return (rec["task_id"], rec["sample"]), rec
 
 
 def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
@@ -137,8 +141,9 @@ class RunStore:
         self._last_flush = time.monotonic()
 
     # ------------------------------------------------------------ lifecycle
-    @classmethod
-    def create(cls, path: str | Path, manifest: RunManifest) -> RunStore:
+    @staticmethod
+    def check_new(path: str | Path) -> Path:
+        """``path`` if a new run may be made there (absent or an empty directory), else a StoreError."""
         p = Path(path)
         if p.exists() and not p.is_dir():
             raise StoreError(f"run directory {str(p)!r} exists and is not a directory")
@@ -147,6 +152,11 @@ class RunStore:
                 f"run directory {str(p)!r} is not empty; pass --resume to continue that run "
                 "or choose another --out"
             )
+        return p
+
+    @classmethod
+    def create(cls, path: str | Path, manifest: RunManifest) -> RunStore:
+        p = cls.check_new(path)
         ensure_dir(p, "run directory")
         atomic_write_text(p / MANIFEST, manifest.model_dump_json(indent=2))
         return cls(p, manifest)
