@@ -239,6 +239,10 @@ def test_files_knobs_and_calibrated_split_via_cli(tmp_path):
     r = cli("run", COIN, "--out", str(run), "--resume", "-q")
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "summary.json").read_text())["n_trajectories"] == 2 * len(in_band)
+    r = cli("calibrate", COIN, "--out", str(out), "--resume", "--budget", "10", "-q")
+    used = s["budget_used"]
+    assert r.returncode == 2 and f"--budget 10 is not more than the {used} rollouts already used" in " ".join(
+        r.stderr.split()), r.stderr
 
 
 def _err(capsys) -> str:

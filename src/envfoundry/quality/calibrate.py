@@ -232,6 +232,9 @@ async def calibrate_async(
     if not st.budget:
         st = st.model_copy(update={"budget": 2 * len(order) * st.samples})
     if st.budget < used + fresh * st.samples:
+        if not fresh:  # a resume: every task has its first round already
+            raise UsageError(f"--budget {st.budget} is not more than the {used} rollouts already used; "
+                             "give a larger --budget to continue")
         need = f"{fresh} tasks x {st.samples} samples = {fresh * st.samples}"
         raise UsageError(f"--budget {st.budget} is too small: the first round needs {need} rollouts"
                          + (f" on top of the {used} already used" if used else ""))
