@@ -154,9 +154,11 @@ async def evaluate_async(
             raise UsageError(f"--env-arg {env_args} differs from the run in {str(out)!r} ({m.env_args}); "
                              "resume without it or choose another --out")
         env_obj = load(m.env_spec, m.env_args) if isinstance(env, str) else env
+        if env_obj.name != m.env:
+            raise StoreError(f"run {str(out)!r} is of environment {m.env!r}, not {env_obj.name!r}")
         if env_obj.version != m.env_version:
             raise StoreError(
-                f"run {str(out)!r} used {m.env} {m.env_version}; this is {env_obj.version}"
+                f"run {str(out)!r} used {m.env} {m.env_version}; this is {m.env} {env_obj.version}"
             )
         opts = _resumed_options(m.policy, model_options, out) if isinstance(model, str) else {}
         policy = _policy_from(model, opts)

@@ -168,8 +168,14 @@ class RunStore:
         if not mf.is_file():
             raise StoreError(f"{str(p)!r} is not a run directory (no {MANIFEST})")
         try:
-            manifest = RunManifest.model_validate_json(mf.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as e:
+            text = mf.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise StoreError(f"cannot read {mf} (damaged?): {reason(e)}") from None
+        except OSError as e:  # unreadable (permissions): the machine's, not the input's (exit 1)
+            raise OSError(e.errno, e.strerror, str(mf)) from None
+        try:
+            manifest = RunManifest.model_validate_json(text)
+        except ValueError as e:
             raise StoreError(f"cannot read {mf} (damaged?): {reason(e)}") from None
         return cls(p, manifest)
 
