@@ -290,7 +290,7 @@ def test_lora_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert [r["step"] for r in first.log] == [1] and (out / "checkpoints" / "checkpoint-1").is_dir()
     with pytest.raises(UsageError, match="not empty"):
         train(cfg, out, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
-    with pytest.raises(UsageError, match="another configuration"):
+    with pytest.raises(UsageError, match=r"--lr 0.5 differs from the stored \(default\)"):
         train(cfg.model_copy(update={"lr": 0.5}), out, resume=True, env=probe_env(), model=_tiny_model(tok),
               tokenizer=tok)
     ids = (out / "train_tasks.txt").read_text()
@@ -304,6 +304,35 @@ def test_lora_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2]
     assert more.totals["scored"] + more.totals["grader_error"] == 8
     assert (out / "model" / "config.json").is_file()  # LoRA merged into a plain model
+    with pytest.raises(UsageError, match="--steps 1 is fewer than the 2 steps already trained"):
+        train(cfg, out, resume=True, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
+
+
+@needs_train
+@needs_smollm2
+def test_a_training_that_failed_after_its_folder_was_made_resumes(tmp_path: Path, monkeypatch) -> None:
+    import envfoundry.train.run as run_mod
+    from envfoundry.train.run import TrainConfig, train
+
+    tok = _tokenizer()
+    out = tmp_path / "out"
+    cfg = TrainConfig(env="probe", steps=1, group_size=2, batch=4, max_completion_tokens=8, eval_tasks=2,
+                      eval_batch=2, save_model=False)
+    real = run_mod._make_trainer
+
+    def broken(*a, **kw):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(run_mod, "_make_trainer", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train(cfg, out, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
+    assert json.loads((out / "train_config.json").read_text()) == json.loads(cfg.model_dump_json())
+    assert (out / "eval_before" / "summary.json").is_file()
+    monkeypatch.setattr(run_mod, "_make_trainer", real)
+    with open(out / "train_log.jsonl", "a") as f:  # as if killed after step 1 was logged, before its checkpoint
+        f.write('{"step": 1, "reward": 0.5, "completions": 4}\n{"step": 2, "rew')
+    res = train(cfg, out, resume=True, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
+    assert [r["step"] for r in res.log] == [1] and res.before is not None and res.after is not None
 
 
 @needs_train
@@ -384,6 +413,101 @@ def test_trainer_exports_load_with_datasets(tmp_path: Path, suffix: str) -> None
         assert ds.num_rows == len(flaky) - errors
     assert load(flaky_run, "trl")[0]["completion"] == [
         {"role": "assistant", "content": "", "tool_calls": None, "tool_call_id": None, "name": None}
+    ]
+
+
+# ------------------------------------------------ refusals before anything is written (no model)
+@needs_train
+@pytest.mark.parametrize(("args", "message"), [
+    (["--device", "tpu"], "--device 'tpu' is not a torch device"),
+    (["--device", "UNAVAILABLE"], "is not available on this machine"),
+    (["--seed", "-1"], "bad --seed: Input should be greater than or equal to 0, got -1"),
+    (["--seed", "99999999999999999999999"], "bad --seed: Input should be less than or equal to 4294967295"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--model", "missing.gguf"], "model file 'missing.gguf' does not exist"),
+    (["--levels", "99"], "unknown level"),
+])
+def test_train_cli_refuses_bad_options_before_writing_anything(run_cli, tmp_path: Path, args: list[str],
+                                                               message: str) -> None:
+    import torch
+
+    if "UNAVAILABLE" in args:  # a device this machine lacks
+        args = ["--device", "mps" if torch.cuda.is_available() else "cuda"]
+    r = run_cli("train", "math", *args, "--no-calibration", "--out", "trx", "-q", "--steps", "1",
+                "--eval-tasks", "1", cwd=tmp_path, timeout=120)  # a regression would train for real
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    if args[0] == "--device":
+        assert "available" in r.stderr and "cpu" in r.stderr  # names what this machine has
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_train
+def test_train_cli_refuses_to_resume_what_is_not_a_training(run_cli, tmp_path: Path) -> None:
+    r = run_cli("train", "math", "--out", "nonexist", "--resume", "-q", cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "'nonexist' does not exist, so there is no training to resume; drop --resume" in r.stderr
+    assert not (tmp_path / "nonexist").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    r = run_cli("train", "math", "--out", "other", "--resume", "-q", cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "holds no training to resume (no train_config.json)" in r.stderr, r.stderr
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
+    r = run_cli("train", "math", "--out", "other", "-q", cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "is not empty; choose another --out" in r.stderr, r.stderr
+
+
+@needs_train
+def test_train_cli_resume_names_the_options_that_differ(run_cli, tmp_path: Path) -> None:
+    from envfoundry.train.run import TrainConfig
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stored = TrainConfig(env="math", seed=3, lr=0.5, lora=True, eval_tasks=1).model_dump_json(indent=2)
+    (out / "train_config.json").write_text(stored)
+    r = run_cli("train", "math", "--out", "out", "--resume", "-q", "--eval-tasks", "1", "--steps", "5",
+                "--device", "cpu", cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stderr
+    err = " ".join(r.stderr.split())
+    assert "'out' was started with other options:" in err
+    assert "--lr (default) differs from the stored 0.5" in err and "--seed 0 differs from the stored 3" in err
+    assert "--full differs from the stored --lora" in err
+    diffs = err.split("other options:")[1].split("; resume")[0]
+    assert "--steps" not in diffs and "--device" not in diffs and "Traceback" not in err  # these may change
+    assert (out / "train_config.json").read_text() == stored and [p.name for p in out.iterdir()] == [
+        "train_config.json"]
+    (out / "train_config.json").write_text(stored[:40])  # torn
+    r = run_cli("train", "math", "--out", "out", "--resume", "-q", cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "train_config.json" in r.stderr and "(damaged?)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_torn_log_line_and_an_unfinished_checkpoint_are_skipped_on_resume(tmp_path: Path) -> None:
+    from envfoundry.train.run import _last_checkpoint, _read_log
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1, "reward": 0.5}\n{"step": 2, "reward": 0.25}\n{"step": 3, "rew')
+    assert [r["step"] for r in _read_log(log, None)] == [1, 2]
+    assert [r["step"] for r in _read_log(log, 1)] == [1]
+    ckpt = tmp_path / "checkpoints"
+    for step in (10, 20):
+        (ckpt / f"checkpoint-{step}").mkdir(parents=True)
+    (ckpt / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 10}')
+    (ckpt / "checkpoint-20" / "trainer_state.json").write_text('{"global_st')  # killed while saving
+    assert _last_checkpoint(ckpt) == 10
+    assert _last_checkpoint(tmp_path / "none") is None
+
+
+def test_resume_may_change_steps_and_device_but_nothing_else() -> None:
+    from envfoundry.train.run import TrainConfig, _comparable, _differences
+
+    cfg = TrainConfig(env="math", device="cuda")
+    assert _comparable(cfg) == _comparable(cfg.model_copy(update={"steps": 90, "device": "cpu"}))
+    other = cfg.model_copy(update={"env_args": {"levels": "1"}, "calibration": "cal", "max_turn_tokens": 64})
+    assert _differences(cfg, other) == [
+        "--env-arg/--levels {'levels': '1'} differs from the stored {}",
+        "--max-turn-tokens 64 differs from the stored (default)",
+        f"--calibration {Path('cal').resolve()} differs from the stored (none)",
     ]
 
 

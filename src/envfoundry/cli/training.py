@@ -38,7 +38,7 @@ def train_cmd(
     ] = None,
     no_calibration: Annotated[bool, typer.Option("--no-calibration", help="train on the train split")] = False,
     save_every: Annotated[int, typer.Option(help="checkpoint every N steps")] = 10,
-    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda[:N] or mps (default: cuda when available)")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
@@ -49,8 +49,8 @@ def train_cmd(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pydantic import ValidationError
 
-    from ..train.model import check_train_installed
-    from ..train.run import CONFIG_FILE, TrainConfig, train
+    from ..train.model import check_device, check_train_installed
+    from ..train.run import TrainConfig, stored_config, train
 
     spec = _env_spec(env, env_opt)
     check_train_installed()
@@ -61,12 +61,15 @@ def train_cmd(
         raise UsageError("--resume needs --out DIR (the training to continue)")
     if calibration is not None and no_calibration:
         raise UsageError("give --calibration DIR or --no-calibration, not both")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    check_device(device)  # train() checks all again; these before looking for a calibration
     if out is None:
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
         out = Path("runs") / f"train-{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    if resume and calibration is None and not no_calibration and (out / CONFIG_FILE).is_file():
-        stored = TrainConfig.model_validate_json((out / CONFIG_FILE).read_text(encoding="utf-8")).calibration
-        calibration = Path(stored) if stored else None
+    stored = stored_config(out, resume)
+    if stored is not None and calibration is None and not no_calibration:
+        calibration = Path(stored.calibration) if stored.calibration else None
     elif calibration is None and not no_calibration:
         from ..envs import load
         from ..rollout.selection import find_calibration
@@ -87,7 +90,8 @@ def train_cmd(
     except ValidationError as e:
         first = e.errors()[0]
         where = "--" + "-".join(map(str, first["loc"])).replace("_", "-") if first["loc"] else "options"
-        raise UsageError(f"bad {where}: {first['msg'].removeprefix('Value error, ')}") from None
+        got = f", got {first.get('input')!r}" if first["loc"] else ""
+        raise UsageError(f"bad {where}: {first['msg'].removeprefix('Value error, ')}{got}") from None
 
     def on_step(row: dict) -> None:
         if not quiet:
@@ -103,7 +107,7 @@ def train_cmd(
     if threads is not None:
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(threads)
     result = train(cfg, out, resume=resume, on_step=on_step,
                    progress=None if quiet else (lambda name: RichProgress(console)))
     if result.before is not None and result.after is not None:

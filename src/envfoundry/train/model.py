@@ -44,6 +44,40 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def available_devices() -> list[str]:
+    """The devices ``--device`` accepts on this machine: ``cpu``, and ``cuda``/``mps`` when usable."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def check_device(device: str | None) -> None:
+    """Raise :class:`UsageError` unless ``device`` (None: :func:`pick_device`) is a torch device
+    string that this machine has, naming the ones it has."""
+    if device is None:
+        return
+    import torch
+
+    found = available_devices()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"--device {device!r} is not a torch device (such as cpu, cuda, cuda:1, mps); "
+                         f"available on this machine: {', '.join(found)}") from None
+    if parsed.type not in found:
+        raise UsageError(f"--device {device!r} is not available on this machine (torch finds no usable "
+                         f"{parsed.type} device); available: {', '.join(found)}")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+
+
 def resolve_model_source(spec: str | None) -> tuple[Path, str | None]:
     """(directory, gguf file name or None) for a model spec.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.stats import wilson
+from ..rollout.store import atomic_write_text
 
 
 def eval_row(summary: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +132,8 @@ def write_report(
         lines.append(f"| {r['step']} | {_num(r.get('reward'))} | {_num(r.get('reward_std'))} | "
                      f"{_pct(r.get('frac_reward_zero_std'))} | {int(r.get('envfoundry/masked') or 0)} |")
     path = outp / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (outp / "results.json").write_text(json.dumps(
+    atomic_write_text(path, "\n".join(lines) + "\n")  # whole or not at all: a kill keeps the last report
+    atomic_write_text(outp / "results.json", json.dumps(
         {"before": b, "after": a, "verdict": verdict(b, a), "totals": totals, "timings": timings,
-         "config": config}, indent=2, default=str), encoding="utf-8")
+         "config": config}, indent=2, default=str))
     return path

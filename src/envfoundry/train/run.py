@@ -24,10 +24,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.env import Environment
-from ..core.errors import UsageError
+from ..core.errors import UsageError, reason
 from ..core.task import Task
 from ..rollout.store import atomic_write_text, ensure_dir
-from .model import check_train_installed
+from .model import check_device, check_train_installed, resolve_model_source
 
 CONFIG_FILE = "train_config.json"
 TASKS_FILE = "train_tasks.txt"
@@ -47,7 +47,7 @@ class TrainConfig(BaseModel):
     batch: int = Field(8, ge=2, description="completions per step, a multiple of group_size")
     lr: float | None = Field(None, gt=0, description="learning rate (default 1e-5 full, 1e-4 LoRA)")
     lora: bool = Field(False, description="train LoRA adapters instead of all weights")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of tasks, episodes and trainer (numpy's range)")
     max_completion_tokens: int = Field(256, ge=1, description="tokens per completion (whole episode)")
     max_turn_tokens: int | None = Field(None, ge=1, description="tokens per model turn (multi-turn)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature while training")
@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
     eval_batch: int = Field(32, ge=1, description="sequences generated together when evaluating")
     save_every: int = Field(10, ge=1, description="checkpoint every N steps")
     save_model: bool = Field(True, description="save the trained model to OUT/model")
-    device: str | None = Field(None, description="cuda or cpu (default: cuda when available)")
+    device: str | None = Field(None, description="cpu, cuda or mps (default: cuda when available)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -117,35 +117,99 @@ def _eval_task_ids(env: Environment, cfg: TrainConfig, train_ids: set[str]) -> l
 
 
 def _comparable(cfg: TrainConfig) -> dict[str, Any]:
-    """What must match to resume: everything but ``steps``; the calibration as an absolute path
-    (a run may have stored it relative to the directory it was started from)."""
-    d = cfg.model_dump(exclude={"steps"})
+    """What must match to resume: everything but ``steps`` and ``device`` (a checkpoint continues on
+    any device); the calibration as an absolute path (a run may have stored it relative to the
+    directory it was started from)."""
+    d = cfg.model_dump(exclude={"steps", "device"})
     if d["calibration"]:
         d["calibration"] = str(Path(d["calibration"]).resolve())
     return d
 
 
+#: the CLI option of each configuration field whose name does not say it
+_OPTION = {"env": "ENV", "env_args": "--env-arg/--levels", "train_split": "train_split", "train_tasks": "train_tasks",
+           "eval_split": "eval_split", "eval_batch": "eval_batch", "save_model": "save_model"}
+
+
+def _differences(stored: TrainConfig, given: TrainConfig) -> list[str]:
+    """One phrase per option that differs between a stored and a given configuration."""
+    was, now = _comparable(stored), _comparable(given)
+
+    def show(k: str, v: Any) -> str:
+        if k == "lora":
+            return "--lora" if v else "--full"
+        return ("(none)" if k == "calibration" else "(default)") if v is None else str(v)
+
+    out = []
+    for k, v in now.items():
+        if v != was.get(k):
+            name = "" if k == "lora" else _OPTION.get(k, "--" + k.replace("_", "-")) + " "
+            out.append(f"{name}{show(k, v)} differs from the stored {show(k, was.get(k))}")
+    return out
+
+
+def stored_config(out: Path, resume: bool) -> TrainConfig | None:
+    """The configuration recorded in ``out`` when resuming it (None: start a new training there).
+    Raises :class:`UsageError` for a folder that cannot be started (not empty) or resumed (missing,
+    or without a readable ``train_config.json``); writes nothing."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output folder {str(out)!r} exists and is not a directory")
+    path = out / CONFIG_FILE
+    empty = not out.exists() or not any(out.iterdir())
+    if not resume:
+        if not empty:
+            hint = "pass --resume to continue it" if path.is_file() else "choose another --out"
+            raise UsageError(f"output folder {str(out)!r} is not empty; {hint}")
+        return None
+    if not out.exists():
+        raise UsageError(f"{str(out)!r} does not exist, so there is no training to resume; drop --resume")
+    if not path.is_file():
+        if empty:  # created, then stopped before anything was written: start there
+            return None
+        raise UsageError(f"{str(out)!r} holds no training to resume (no {CONFIG_FILE}); choose another --out")
+    try:
+        return TrainConfig.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise UsageError(f"cannot read {str(path)!r} (damaged?): {reason(e)}") from None
+
+
 def _check_task_ids(path: Path, ids: list[str], resume: bool) -> None:
-    """Record the training tasks; on resume they must be the recorded ones (more steps may add
-    tasks at the end). Catches a calibration redone in place since the training started."""
+    """On resume the training tasks must be the recorded ones (more steps may add tasks at the
+    end). Catches a calibration redone in place since the training started."""
     if resume and path.is_file():
         stored = path.read_text(encoding="utf-8").split()
         n = min(len(stored), len(ids))
         if stored[:n] != ids[:n]:
             raise UsageError(f"the training tasks differ from those recorded in {str(path)!r} (was the calibration "
                              "redone?); resume with the same tasks or start a new --out")
-    atomic_write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def _read_log(path: Path, upto: int | None) -> list[dict[str, Any]]:
+    """The logged steps up to ``upto``; a line torn by a kill is dropped."""
     if not path.is_file():
         return []
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [r for r in rows if upto is None or r["step"] <= upto]
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and (upto is None or row["step"] <= upto):
+            rows.append(row)
+    return rows
 
 
 def _last_checkpoint(ckpt: Path) -> int | None:
-    steps = [int(p.name.split("-")[1]) for p in ckpt.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    """The step of the newest complete checkpoint (its trainer_state.json, written last, readable)."""
+    steps = []
+    for p in ckpt.glob("checkpoint-*"):
+        step = p.name.split("-", 1)[1]
+        try:
+            complete = step.isdigit() and isinstance(json.loads((p / "trainer_state.json").read_text("utf-8")), dict)
+        except (OSError, ValueError):
+            complete = False
+        if complete:
+            steps.append(int(step))
     return max(steps) if steps else None
 
 
@@ -165,17 +229,21 @@ def train(
     ``progress(name)`` makes a rollout-engine progress reporter for each evaluation."""
     check_train_installed()
     outp = Path(out)
-    if outp.exists() and not outp.is_dir():
-        raise UsageError(f"output folder {str(outp)!r} exists and is not a directory")
-    if outp.exists() and any(outp.iterdir()) and not resume:
-        raise UsageError(f"output folder {str(outp)!r} is not empty; pass --resume to continue it")
-    if resume and (outp / CONFIG_FILE).is_file():
-        stored = TrainConfig.model_validate_json((outp / CONFIG_FILE).read_text(encoding="utf-8"))
-        if _comparable(stored) != _comparable(cfg):
-            raise UsageError(f"{str(outp)!r} was started with another configuration (see {CONFIG_FILE}); "
-                             "resume with the same options (only --steps may grow)")
-    ensure_dir(outp, "output folder")
-    (outp / CONFIG_FILE).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+    # Everything that can be refused is checked before anything is written: the stored
+    # configuration only ever holds values that work, and the same command with --resume continues.
+    stored = stored_config(outp, resume)
+    if stored is not None and _comparable(stored) != _comparable(cfg):
+        raise UsageError(f"{str(outp)!r} was started with other options: {'; '.join(_differences(stored, cfg))}; "
+                         "resume with the same options (only --steps may grow, --device may change) "
+                         "or choose another --out")
+    check_device(cfg.device)
+    ckpt = outp / "checkpoints"
+    last = _last_checkpoint(ckpt) if resume else None
+    if last is not None and cfg.steps < last:
+        raise UsageError(f"--steps {cfg.steps} is fewer than the {last} steps already trained in {str(outp)!r}; "
+                         f"give --steps {last} or more")
+    if model is None or tokenizer is None:
+        resolve_model_source(cfg.model)  # a missing model file or folder, before the environment loads
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -188,10 +256,14 @@ def train(
     tasks = training_tasks(env_obj, cfg)
     if not tasks:
         raise UsageError(f"environment {env_obj.name!r} gave no training tasks")
-    _check_task_ids(outp / TASKS_FILE, [t.id for t in tasks], resume)
-    eval_ids = _eval_task_ids(env_obj, cfg, {t.id for t in tasks}) if cfg.eval_tasks else []
+    task_ids = [t.id for t in tasks]
+    _check_task_ids(outp / TASKS_FILE, task_ids, resume)
+    eval_ids = _eval_task_ids(env_obj, cfg, set(task_ids)) if cfg.eval_tasks else []
     if model is None or tokenizer is None:
         model, tokenizer = load_model(cfg.model, device=cfg.device)
+    ensure_dir(outp, "output folder")
+    atomic_write_text(outp / CONFIG_FILE, cfg.model_dump_json(indent=2))
+    atomic_write_text(outp / TASKS_FILE, "".join(f"{i}\n" for i in task_ids))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = str(next(model.parameters()).device.type)
@@ -212,11 +284,8 @@ def train(
 
     before = evaluate_into("eval_before", f"transformers:{cfg.model}")
 
-    ckpt = outp / "checkpoints"
-    last = _last_checkpoint(ckpt) if resume else None
-    log = _read_log(outp / LOG_FILE, last) if resume else []
-    with open(outp / LOG_FILE, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in log)
+    log = _read_log(outp / LOG_FILE, last) if last is not None else []  # no checkpoint: training starts over
+    atomic_write_text(outp / LOG_FILE, "".join(json.dumps(r) + "\n" for r in log))
 
     adapter = EnvAdapter(env_obj, tasks, group_size=cfg.group_size, seed=cfg.seed, max_turn_tokens=turn_tokens)
     for r in log:
@@ -302,7 +371,7 @@ def _make_trainer(cfg: TrainConfig, adapter: Any, model: Any, tokenizer: Any, ck
         num_generations=cfg.group_size, learning_rate=cfg.learning_rate, beta=cfg.beta,
         max_completion_length=cfg.max_completion_tokens, temperature=cfg.temperature, seed=cfg.seed,
         data_seed=cfg.seed, logging_steps=1, save_steps=cfg.save_every, save_total_limit=1,
-        report_to="none", use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False,
+        report_to="none", use_cpu=device == "cpu", bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False,
         gradient_checkpointing=False, disable_tqdm=True, remove_unused_columns=False,
         dataloader_num_workers=0, log_completions=False,
     )
