@@ -255,13 +255,25 @@ def test_report_json_keeps_text_and_turns_nan_into_null():
 
 @pytest.mark.parametrize("labels, scores, extra, message", [
     ('{"id": "a", "label": 1}\n{"id": "b", "label": "bad"}\n', '{"id": "a", "score": 1}\n', [],
-     "labels mix numbers (record 1) and text (record 2)"),
+     "labels mix numbers (line 1) and text (line 2)"),
     ('{"id": "a", "label": [1]}\n', '{"id": "a", "score": 1}\n', [], "a label is a number, true/false or text"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": "high"}\n', [], "'score' must be a finite number"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "passed": "yes"}\n', [], "'passed' must be true or false"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--scale", "bogus"], "unknown scale 'bogus'"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--boot", "-1"], "--boot must be >= 1"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--threshold", "nan"], "finite number"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--boot", "100000000"], "--boot must be <= 100000"),
+    ('{"id": "a", "label": 1, "annotator": ["x"]}\n', '{"id": "a", "score": 1}\n', [],
+     "l.jsonl:1: 'annotator' must be a name"),
+    ('{"id": "a", "label": 1}\n{"id": "b", "label": 1, "rubric": 5}\n', '{"id": "a", "score": 1}\n', [],
+     "l.jsonl:2: 'rubric' must be an object of true/false answers"),
+    ('{"id": "a", "label": 1}\n', '\n{"id": "a", "score": null}\n', [], "s.jsonl:2: a score record needs"),
+    ('{"id": "a", "label": 1}\n', '{"id": ["a"], "score": 1}\n', [], "'id' must be text or a whole number"),
+    ('{"id": "a", "label": 1}\n', '{"kind": "weird", "id": "a"}\n', [], "unknown 'kind' \"weird\""),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n{"kind": "pair", "pair": "a|b", "order": "ab"}\n',
+     [], "s.jsonl:2: a pair record's 'choice' must be 0 or 1"),
+    ('{"id": "a", "label": 1}\n', '', [], "is empty"),
+    ('{"id": "a", "label": null}\n', '{"id": "a", "score": 1}\n', [], "no labels"),
 ])
 def test_agree_rejects_bad_values_with_exit_2(tmp_path, labels, scores, extra, message):
     from tests.conftest import cli
@@ -283,3 +295,173 @@ def test_null_labels_are_missing_not_errors(tmp_path):
     assert [r["annotator"] for r in labels] == ["y", "y"]
     rep = compare(labels, [{"id": "a", "score": 1.0}, {"id": "b", "score": 0.0}], n_boot=50)
     assert rep.n_items == 2
+
+
+SUPPORT_OK = "verified: yes\nconfirmed: yes\npolicy_outcome: yes\nexplained: yes\ncourteous: yes"
+
+
+def _judge_args(url: str, *extra: str) -> list[str]:
+    return ["agree", "--judge", "support", "--model", "openai:stub", "--base-url", url, *extra]
+
+
+def _support_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the support labels and transcripts (so that a bug cannot damage the shipped ones)."""
+    src = shipped_labels("support")
+    labels, items = tmp_path / "labels.jsonl", tmp_path / "items.jsonl"
+    labels.write_bytes(src.read_bytes())
+    items.write_bytes(src.with_name("items.jsonl").read_bytes())
+    return labels, items
+
+
+@pytest.mark.parametrize("target", ["labels", "items", "link"])
+def test_agree_save_never_replaces_an_input(tmp_path, target):
+    from envfoundry.testing import StubServer
+
+    labels, items = _support_copy(tmp_path)
+    (tmp_path / "link.jsonl").symlink_to(labels)
+    save = tmp_path / f"{target}.jsonl"
+    before = {p: p.read_bytes() for p in (labels, items)}
+    srv = StubServer(reply=SUPPORT_OK)
+    with srv.run_in_thread() as url:
+        r = cli(*_judge_args(url, "--labels", str(labels), "--items", str(items), "--limit", "2", "--repeats", "1",
+                             "--save", str(save)))
+    assert r.returncode == 2, r.stdout + r.stderr
+    which = "items" if target == "items" else "labels"
+    assert f"is the --{which} file" in r.stderr and "Traceback" not in r.stderr
+    assert srv.n_requests == 0  # refused before any judging
+    assert {p: p.read_bytes() for p in (labels, items)} == before
+
+
+def test_agree_save_checks_its_path_before_judging(tmp_path):
+    from envfoundry.testing import StubServer
+
+    labels, items = _support_copy(tmp_path)
+    (tmp_path / "dir").mkdir()
+    srv = StubServer(reply=SUPPORT_OK)
+    with srv.run_in_thread() as url:
+        base = _judge_args(url, "--labels", str(labels), "--items", str(items), "--limit", "2")
+        r = cli(*base, "--save", str(tmp_path / "dir"))
+        assert r.returncode == 2 and "is a directory" in r.stderr and "Traceback" not in r.stderr
+        r = cli(*base, "--save", str(tmp_path / "nope" / "s.jsonl"))
+        assert r.returncode == 2 and "does not exist" in r.stderr
+    assert srv.n_requests == 0
+    r = cli("agree", "--labels", str(labels), "--scores", str(labels), "--save", str(tmp_path / "s.jsonl"))
+    assert r.returncode == 2 and "--save only applies with --judge" in r.stderr
+    assert list((tmp_path / "dir").iterdir()) == []
+
+
+def test_agree_save_writes_the_scores_whole(tmp_path):
+    from envfoundry.grading.labels import write_jsonl
+    from envfoundry.testing import StubServer
+
+    labels, items = _support_copy(tmp_path)
+    save = tmp_path / "scores.jsonl"
+    save.write_text("old\n")
+    with StubServer(reply=SUPPORT_OK).run_in_thread() as url:
+        r = cli(*_judge_args(url, "--labels", str(labels), "--items", str(items), "--limit", "3", "--repeats", "2",
+                             "--adversarial", "0", "--pairs", "0", "--boot", "50", "--save", str(save)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = [json.loads(x) for x in save.read_text().splitlines()]
+    assert len(recs) == 6 and all(x["passed"] is True for x in recs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl", "labels.jsonl", "scores.jsonl"]
+    with pytest.raises(TypeError):  # a record that cannot be written: the old file stays, no temporary file
+        write_jsonl(save, [{"id": "a"}, {"id": object()}])
+    assert len(save.read_text().splitlines()) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl", "labels.jsonl", "scores.jsonl"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"id": "x", "messages": "notalist"}\n', "items.jsonl:1: 'messages' must be a non-empty list"),
+    (b'{"id": "x", "messages": []}\n', "items.jsonl:1: 'messages' must be a non-empty list"),
+    (b'\n{"id": "x", "messages": [{"role": "alien", "content": 5}]}\n',
+     "items.jsonl:2: message 1: 'role' must be one of system, user, assistant, tool, got \"alien\""),
+    (b'{"id": "x", "messages": [{"role": "user", "content": 5}]}\n', "items.jsonl:1: message 1: 'content' must be"),
+    (b'{"id": "x", "messages": [{"role": "assistant", "tool_calls": [3]}]}\n', "'tool_calls' must be a list"),
+    (b'{"id": "x", "messages": [7]}\n', "items.jsonl:1: message 1: a message is an object"),
+    (b'{"messages": [{"role": "user", "content": "hi"}]}\n', "items.jsonl:1: needs 'id'"),
+    (b'{"id": "x", "messages": [{"role": "user", "content": "hi"}]}\n' * 2, "items.jsonl:2: id 'x' is already on"),
+    (b'{"id": "x", "messages": [{"role": "user", "content": "hi"}]}\n\xff\xfe\x00', "items.jsonl:2: not UTF-8"),
+    (b'', "holds no transcripts"),
+])
+def test_agree_rejects_bad_items_before_judging(tmp_path, content, message):
+    from envfoundry.testing import unused_port
+
+    labels, items = _support_copy(tmp_path)
+    items.write_bytes(content)
+    r = cli(*_judge_args(f"http://127.0.0.1:{unused_port()}/v1", "--labels", str(labels), "--items", str(items)))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("which", ["labels", "scores"])
+def test_agree_rejects_files_that_are_not_utf8_or_are_directories(tmp_path, which):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"id": "a", "label": 1}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "a", "label": 1}\n\xff\xfe\x00\n')
+    args = {"labels": str(good), "scores": str(good), which: str(bad)}
+    r = cli("agree", "--labels", args["labels"], "--scores", args["scores"])
+    assert r.returncode == 2 and "bad.jsonl:2: not UTF-8 text (byte 0xff)" in r.stderr and "Traceback" not in r.stderr
+    args[which] = str(tmp_path)
+    r = cli("agree", "--labels", args["labels"], "--scores", args["scores"])
+    assert r.returncode == 2 and f"{which} file {str(tmp_path)!r} is a directory" in r.stderr, r.stderr
+    assert "does not exist" not in r.stderr
+
+
+def test_agree_exits_1_when_every_judgement_fails(tmp_path):
+    from envfoundry.testing import StubServer
+
+    save = tmp_path / "failed.jsonl"
+    with StubServer(reply="I cannot say").run_in_thread() as url:
+        r = cli(*_judge_args(url, "--labels", "support", "--limit", "2", "--save", str(save)))
+        j = cli(*_judge_args(url, "--labels", "support", "--limit", "2", "--json"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = " ".join(r.stderr.split())
+    assert "error: 4 of 4 judgement(s) failed: no item could be scored" in err
+    assert "4 x judge openai:stub gave no readable verdict" in err and "last reply: 'I cannot say'" in err
+    assert "check the ids" not in r.stdout + r.stderr and "Traceback" not in r.stderr
+    assert all("error" in json.loads(x) for x in save.read_text().splitlines())
+    assert j.returncode == 1
+    info = json.loads(j.stdout)["info"]
+    assert info["judge_errors"] == info["judgements"] == 4 and info["judge_error_causes"][0]["count"] == 4
+
+
+def test_agree_counts_the_judgements_that_failed(tmp_path):
+    from envfoundry.testing import StubServer
+
+    first_ticket = json.loads(shipped_labels("support").with_name("items.jsonl").read_text().splitlines()[0])
+    ticket = first_ticket["messages"][0]["content"].split("ticket ")[1].split(".")[0]  # the first 3 items' ticket
+    with StubServer(reply=lambda req: "nope" if ticket in json.dumps(req) else SUPPORT_OK).run_in_thread() as url:
+        r = cli(*_judge_args(url, "--labels", "support", "--limit", "6", "--repeats", "1", "--adversarial", "0",
+                             "--pairs", "0", "--boot", "50"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = " ".join(r.stdout.split())
+    assert "agree support: 3 items" in out
+    assert "3 of 6 judgement(s) failed and were left out, never counted as a score" in out
+    assert "3 x judge openai:stub gave no readable verdict" in out
+
+
+def test_compare_without_scores_or_matching_ids_is_a_usage_error():
+    from envfoundry.core.errors import UsageError
+
+    labels = _labels([1, 0, 1])
+    with pytest.raises(UsageError, match="no item scores"):
+        compare(labels, [{"kind": "adversarial", "id": "0", "probe": "p", "passed": True}], n_boot=10)
+    with pytest.raises(UsageError, match=r"labels have 3 item id\(s\) \(e.g. '0'\), the scores 1 \(e.g. 'x'\)"):
+        compare(labels, [{"id": "x", "score": 1.0}], n_boot=10)
+    with pytest.raises(UsageError, match="between 1 and 100000"):
+        compare(labels, [{"id": "0", "score": 1.0}], n_boot=100_001)
+    rep = compare(labels, [{"id": "0", "error": "judge failed: HTTP 503"}] * 2, n_boot=10)
+    assert rep.n_items == 0 and rep.info["judge_error_causes"] == [
+        {"count": 2, "cause": "judge failed: HTTP 503", "example": ""}]
+
+
+def test_agree_with_a_run_of_another_environment_is_exit_2(tmp_path):
+    import envfoundry
+
+    envfoundry.evaluate("math", model="scripted:oracle", out=tmp_path / "r1", limit=2)
+    r = cli("agree", "--labels", "support", "--run", str(tmp_path / "r1"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = " ".join(r.stderr.split())
+    assert "no id matches between the labels and the scores" in err
+    assert "the labels have 42 item id(s) (e.g. 'c098fce6f3-oracle'), the scores 2 (e.g. '" in err

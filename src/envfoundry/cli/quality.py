@@ -323,31 +323,40 @@ def agree_cmd(
 
     if sum(x is not None for x in (scores, run, judge)) != 1:
         raise UsageError("give exactly one of --scores FILE, --run RUN_DIR or --judge ENV --model MODEL")
-    for name, v, low in (("--repeats", repeats, 1), ("--adversarial", adversarial, 0), ("--pairs", pairs, 0),
-                         ("--limit", limit, 1), ("--boot", boot, 1)):
+    for name, v, low, high in (("--repeats", repeats, 1, None), ("--adversarial", adversarial, 0, None),
+                               ("--pairs", pairs, 0, None), ("--limit", limit, 1, None),
+                               ("--boot", boot, 1, ag.MAX_BOOT)):
         if v is not None and v < low:
             raise UsageError(f"{name} must be >= {low}, got {v}")
+        if v is not None and high is not None and v > high:
+            raise UsageError(f"{name} must be <= {high}, got {v}")
     if items is not None and judge is None:
         raise UsageError("--items only applies with --judge (the transcripts the judge reads)")
+    if save is not None and judge is None:
+        raise UsageError("--save only applies with --judge (it writes the judge's scores)")
+    if judge is not None and not model:
+        raise UsageError("--judge needs --model (e.g. --model local)")
     import math
 
     if scale is not None and scale not in ag.SCALES:  # checked before a judge runs for minutes
         raise UsageError(f"unknown scale {scale!r} (choose from: {', '.join(ag.SCALES)})")
     if not math.isfinite(threshold):
         raise UsageError(f"--threshold must be a finite number, got {threshold}")
-    if save is not None and not save.parent.is_dir():
-        raise UsageError(f"--save: folder {str(save.parent)!r} does not exist")
     lab_path = ag.shipped_labels(labels)
+    items_path = items or lab_path.with_name("items.jsonl")
+    if save is not None:  # before judging: never replace an input, never fail after the work
+        ag.check_save(save, {"--labels": lab_path, "--scores": scores, "--items": items_path})
     lab = ag.load_labels(lab_path)
     if scores is not None:
         sc = ag.load_scores(scores)
     elif run is not None:
         sc = ag.scores_from_run(run)
     else:
-        if not model:
-            raise UsageError("--judge needs --model (e.g. --model local)")
-        its = ag.load_jsonl(items or lab_path.with_name("items.jsonl"))[: limit]
-        j = ag.resolve_judge(judge or "", model, base_url=base_url, api_key_env=api_key_env)
+        if items is None and not items_path.exists():
+            raise UsageError(f"--judge reads transcripts from --items FILE (there is no items.jsonl next to "
+                             f"{str(lab_path)!r})")
+        its = ag.load_items(items_path)[: limit]
+        j = ag.resolve_judge(judge or "", model or "", base_url=base_url, api_key_env=api_key_env)
         j.temperature = temperature if temperature is not None else (0.7 if repeats > 1 else 0.0)
         ref, _ = ag.reference_labels(lab, scale or ag.detect_scale(r["label"] for r in lab), reference)
         from rich.progress import Progress
@@ -357,8 +366,19 @@ def agree_cmd(
             sc = ag.run_judge(j, its, reference=ref, repeats=repeats, adversarial=adversarial, pairs=pairs,
                               seed=seed, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         if save is not None:
-            save.write_text("".join(json.dumps(r) + "\n" for r in sc))
+            ag.write_jsonl(save, sc)
     rep = ag.compare(lab, sc, scale=scale, threshold=threshold, reference=reference, n_boot=boot, seed=seed)
+    causes = [f"  {c['count']} x {c['cause']}" + (f" (last reply: {c['example']})" if c["example"] else "")
+              for c in rep.info.get("judge_error_causes", [])]
+    if rep.n_items == 0:  # compare scores no item only when every judgement failed
+        if json_out:
+            print(json.dumps(rep.to_dict(), indent=2))
+        err.print(f"[red]error:[/red] {_escape(rep.warnings[0])}; the commonest causes:", soft_wrap=True)
+        for line in causes:
+            err.print(_escape(line), soft_wrap=True)
+        if save is not None:
+            err.print(f"the failed judgements are in {_escape(str(save))}", soft_wrap=True)
+        raise typer.Exit(1)
     if json_out:
         print(json.dumps(rep.to_dict(), indent=2))
         return
@@ -366,4 +386,8 @@ def agree_cmd(
         console.print(t)
     for w in rep.warnings:
         console.print(f"[yellow]warning:[/yellow] {_escape(w)}")
+    if causes:
+        console.print("the commonest causes of the failed judgements:")
+        for line in causes:
+            console.print(_escape(line), soft_wrap=True)
 

@@ -28,12 +28,24 @@ from ..core.errors import UsageError
 from ..core.seeding import derive_seed
 from . import agreement as m
 from .judge_runs import PROBES, resolve_judge, run_judge
-from .labels import SCALES, load_jsonl, load_labels, load_scores, scores_from_run, shipped_labels
+from .labels import (
+    SCALES,
+    check_save,
+    load_items,
+    load_jsonl,
+    load_labels,
+    load_scores,
+    scores_from_run,
+    shipped_labels,
+    write_jsonl,
+)
 
 REFERENCE_NAMES = ("gold", "ground_truth")
-__all__ = ["PROBES", "SCALES", "AgreementReport", "Metric", "compare", "detect_scale", "load_jsonl", "load_labels",
-           "load_scores", "reference_labels", "resolve_judge", "run_judge", "scores_from_run",
-           "shipped_labels"]
+#: the most bootstrap resamples ``compare`` takes (more only costs time)
+MAX_BOOT = 100_000
+__all__ = ["MAX_BOOT", "PROBES", "SCALES", "AgreementReport", "Metric", "check_save", "compare", "detect_scale",
+           "error_causes", "load_items", "load_jsonl", "load_labels", "load_scores", "reference_labels",
+           "resolve_judge", "run_judge", "scores_from_run", "shipped_labels", "write_jsonl"]
 
 
 @dataclass
@@ -128,20 +140,21 @@ def reference_labels(labels: list[dict[str, Any]], scale: str,
 
 
 def _grader_labels(scores: list[dict[str, Any]], scale: str, threshold: float) -> tuple[
-        dict[str, Any], dict[str, float], dict[str, list[Any]], dict[str, dict[str, bool]], int]:
-    """Per item: the grader's label (majority of repeats), mean score, all repeats, rubric answers."""
+        dict[str, Any], dict[str, float], dict[str, list[Any]], dict[str, dict[str, bool]], list[dict[str, Any]]]:
+    """Per item: the grader's label (majority of repeats), mean score, all repeats, rubric answers;
+    and the failed judgements."""
     reps: dict[str, list[Any]] = defaultdict(list)
     raw: dict[str, list[float]] = defaultdict(list)
     rub: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    errors = 0
+    errors = []
     for r in scores:
         if r.get("kind", "item") != "item":
             continue
         if r.get("error"):
-            errors += 1
+            errors.append(r)
             continue
         score = r.get("score")
-        if "label" in r:
+        if r.get("label") is not None:
             lab = _norm(r["label"], scale)
         elif scale == "binary":
             lab = int(bool(r["passed"])) if "passed" in r else int(float(score) >= threshold)
@@ -166,6 +179,19 @@ def _grader_labels(scores: list[dict[str, Any]], scale: str, threshold: float) -
     return label, mean, dict(reps), rubric, errors
 
 
+def error_causes(errors: Iterable[Any], top: int = 3) -> list[dict[str, Any]]:
+    """The commonest reasons among failed judgements' messages, ``{"count", "cause", "example"}``:
+    messages that differ only in the judge's last reply count as one cause."""
+    groups: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    for e in errors:
+        text = " ".join(str(e).split())
+        cause, _, rest = text.partition("; last reply:")
+        groups[cause] += 1
+        example.setdefault(cause, rest.strip()[:100])
+    return [{"count": n, "cause": c, "example": example[c]} for c, n in groups.most_common(top)]
+
+
 def _metric(name: str, fn: Callable[..., float], *arrays: Sequence[Any], n_boot: int, seed: int, note: str = "",
             axis: int = 0) -> Metric:
     import numpy as np
@@ -186,31 +212,47 @@ def _alpha(level: str) -> Callable[..., float]:
 
 def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]], *, scale: str | None = None,
             threshold: float = 0.5, reference: str | None = None, n_boot: int = 1000, seed: int = 0) -> AgreementReport:
-    """The full agreement report of ``scores`` against ``labels``."""
+    """The full agreement report of ``scores`` against ``labels``. A UsageError when the scores hold
+    no item score, or none of their ids is labelled; when every judgement failed, a report of no
+    items whose ``info`` counts the failures and their commonest causes."""
     import numpy as np
 
     if scale is not None and scale not in SCALES:
         raise UsageError(f"unknown scale {scale!r} (choose from: {', '.join(SCALES)})")
     if not math.isfinite(threshold):
         raise UsageError(f"the threshold must be a finite number, got {threshold}")
-    if n_boot < 1:
-        raise UsageError(f"the number of bootstrap resamples must be >= 1, got {n_boot}")
+    if not 1 <= n_boot <= MAX_BOOT:
+        raise UsageError(f"the number of bootstrap resamples must be between 1 and {MAX_BOOT}, got {n_boot}")
 
+    if not labels:
+        raise UsageError("no labels to compare with")
     scale = scale or detect_scale(r["label"] for r in labels)
     ref, ref_name = reference_labels(labels, scale, reference)
-    glab, gscore, reps, grub, errors = _grader_labels(scores, scale, threshold)
-    if not any(i in ref for i in glab):  # run-store ids are TASK:SAMPLE; labels may name the task
+    glab, gscore, reps, grub, failed = _grader_labels(scores, scale, threshold)
+    errors = len(failed)
+    judged = sum(len(v) for v in reps.values()) + errors
+    scored = list(glab)
+    if glab and not any(i in ref for i in glab):  # run-store ids are TASK:SAMPLE; labels may name the task
         alias = {i.rsplit(":", 1)[0]: i for i in glab if i.endswith(":0")}
         glab = {k: glab[v] for k, v in alias.items()}
         gscore = {k: gscore[v] for k, v in alias.items()}
     ids = [i for i in ref if i in glab]
     rep = AgreementReport(scale, ref_name, len(ids))
-    rep.info = {"labelled_items": len(ref), "scored_items": len(glab), "matched": len(ids), "judge_errors": errors,
+    rep.info = {"labelled_items": len(ref), "scored_items": len(glab), "matched": len(ids), "judgements": judged,
+                "judge_errors": errors, "judge_error_causes": error_causes(r["error"] for r in failed),
                 "annotators": sorted({r["annotator"] for r in labels}), "threshold": threshold, "n_boot": n_boot,
                 "seed": seed}
-    if not ids:
-        rep.warnings.append("no item has both a reference label and a score: check the ids")
+    if not scored:
+        if not errors:
+            raise UsageError("the scores hold no item scores (records with an 'id' and a 'score', 'passed' or "
+                             "'label')")
+        rep.warnings.append(f"{errors} of {judged} judgement(s) failed: no item could be scored "
+                            "(a failed judgement is never counted as a score)")
         return rep
+    if not ids:
+        raise UsageError(f"no id matches between the labels and the scores: the labels have {len(ref)} item id(s) "
+                         f"(e.g. {next(iter(ref))!r}), the scores {len(scored)} (e.g. {scored[0]!r}); are they "
+                         "from the same environment and set?")
     y = np.array([ref[i] for i in ids])
     g = np.array([glab[i] for i in ids])
     s = np.array([gscore[i] for i in ids])
@@ -252,7 +294,13 @@ def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]], *, scale
     if len(ids) < 30:
         rep.warnings.append(f"only {len(ids)} items: the intervals are wide")
     if errors:
-        rep.warnings.append(f"{errors} judgement(s) failed (grader_error) and were left out")
+        lost = len({str(r["id"]) for r in failed} & set(ref) - set(glab))
+        rep.warnings.append(f"{errors} of {judged} judgement(s) failed and were left out, never counted as a score"
+                            + (f"; {lost} labelled item(s) have no score left" if lost else ""))
+    probe_errors = sum(1 for r in scores if r.get("kind", "item") != "item" and r.get("error"))
+    if probe_errors:
+        rep.info["probe_errors"] = probe_errors
+        rep.warnings.append(f"{probe_errors} probe judgement(s) (adversarial, pairs) failed and were left out")
     return rep
 
 
