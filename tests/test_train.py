@@ -463,14 +463,22 @@ def test_train_cli_resume_names_the_options_that_differ(run_cli, tmp_path: Path)
 
     out = tmp_path / "out"
     out.mkdir()
-    stored = TrainConfig(env="math", seed=3, lr=0.5, lora=True, eval_tasks=1).model_dump_json(indent=2)
+    missing = str(tmp_path / "gone.gguf")  # the model file went away: the check after the options' comparison
+    stored = TrainConfig(env="math", seed=3, lr=0.5, lora=True, eval_tasks=1, model=missing,
+                         env_args={"levels": "1"}).model_dump_json(indent=2)
     (out / "train_config.json").write_text(stored)
+    # no options: the stored ones are used, so the resume gets as far as the model
+    for args in ([], ["--seed", "3", "--lora", "--levels", "1", "--steps", "40"]):
+        r = run_cli("train", "--out", "out", "--resume", "-q", *args, cwd=tmp_path, timeout=120)
+        err = " ".join(r.stderr.split())
+        assert r.returncode == 2 and "gone.gguf" in err and "other options" not in err, err
     r = run_cli("train", "math", "--out", "out", "--resume", "-q", "--eval-tasks", "1", "--steps", "5",
-                "--device", "cpu", cwd=tmp_path, timeout=120)
+                "--device", "cpu", "--seed", "0", "--full", "--lr", "0.25", "--model", missing, cwd=tmp_path,
+                timeout=120)
     assert r.returncode == 2, r.stderr
     err = " ".join(r.stderr.split())
     assert "'out' was started with other options:" in err
-    assert "--lr (default) differs from the stored 0.5" in err and "--seed 0 differs from the stored 3" in err
+    assert "--lr 0.25 differs from the stored 0.5" in err and "--seed 0 differs from the stored 3" in err
     assert "--full differs from the stored --lora" in err
     diffs = err.split("other options:")[1].split("; resume")[0]
     assert "--steps" not in diffs and "--device" not in diffs and "Traceback" not in err  # these may change

@@ -16,20 +16,27 @@ from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, a
 def train_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
-    model: Annotated[str, typer.Option(help="smollm2 (embedded GGUF), PATH.gguf or a local HF model dir")] = "smollm2",
-    steps: Annotated[int, typer.Option(help="optimizer steps")] = 30,
-    group_size: Annotated[int, typer.Option(help="completions per task, a GRPO group")] = 4,
-    batch: Annotated[int, typer.Option(help="completions per step (a multiple of --group-size)")] = 8,
+    model: Annotated[Optional[str], typer.Option(
+        help="smollm2 (embedded GGUF), PATH.gguf or a local HF model dir (default: smollm2)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="optimizer steps (default: 30)")] = None,
+    group_size: Annotated[Optional[int], typer.Option(help="completions per task, a GRPO group (default: 4)")] = None,
+    batch: Annotated[Optional[int], typer.Option(
+        help="completions per step (a multiple of --group-size) (default: 8)")] = None,
     lr: Annotated[Optional[float], typer.Option(help="learning rate (default 1e-5, LoRA 1e-4)")] = None,
-    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters or all weights")] = False,
-    seed: Annotated[int, typer.Option(help="seed (tasks, episodes, trainer)")] = 0,
+    lora: Annotated[Optional[bool], typer.Option(
+        "--lora/--full", help="LoRA adapters or all weights (default: full)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed (tasks, episodes, trainer) (default: 0)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/train-ENV-TIME)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the training in --out")] = False,
-    max_completion_tokens: Annotated[int, typer.Option(help="tokens per completion (whole episode)")] = 256,
+    max_completion_tokens: Annotated[Optional[int], typer.Option(
+        help="tokens per completion (whole episode) (default: 256)")] = None,
     max_turn_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn (multi-turn)")] = None,
-    temperature: Annotated[float, typer.Option(help="sampling temperature while training")] = 1.0,
-    beta: Annotated[float, typer.Option(help="KL coefficient (0: no reference model)")] = 0.0,
-    eval_tasks: Annotated[int, typer.Option(help="held-out test tasks evaluated before and after")] = 300,
+    temperature: Annotated[Optional[float], typer.Option(
+        help="sampling temperature while training (default: 1.0)")] = None,
+    beta: Annotated[Optional[float], typer.Option(
+        help="KL coefficient (0: no reference model) (default: 0.0)")] = None,
+    eval_tasks: Annotated[Optional[int], typer.Option(
+        help="held-out test tasks evaluated before and after (default: 300)")] = None,
     levels: Annotated[Optional[str], typer.Option(help="difficulty levels, e.g. 1,2 (= --env-arg levels=...)")] = None,
     env_arg: EnvArgOpt = None,
     calibration: Annotated[
@@ -37,12 +44,14 @@ def train_cmd(
         typer.Option(help="train on a calibrate output's in-band tasks (default: quality/ENV/calibration if it fits)"),
     ] = None,
     no_calibration: Annotated[bool, typer.Option("--no-calibration", help="train on the train split")] = False,
-    save_every: Annotated[int, typer.Option(help="checkpoint every N steps")] = 10,
+    save_every: Annotated[Optional[int], typer.Option(help="checkpoint every N steps (default: 10)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda[:N] or mps (default: cuda when available)")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
-    """GRPO-train a model on ENV with TRL; evaluate on held-out tasks before and after; write a report."""
+    """GRPO-train a model on ENV with TRL; evaluate on held-out tasks before and after; write a report.
+
+    --resume continues with the stored options; --steps may grow and --device change, others must match."""
     import os
 
     # Spinning OpenMP threads slow torch down many times over when other processes share the cores.
@@ -52,13 +61,16 @@ def train_cmd(
     from ..train.model import check_device, check_train_installed
     from ..train.run import TrainConfig, stored_config, train
 
-    spec = _env_spec(env, env_opt)
+    if resume and out is None:
+        raise UsageError("--resume needs --out DIR (the training to continue)")
+    stored = stored_config(out, resume) if resume and out is not None else None
+    spec = stored.env if stored is not None and env is None and env_opt is None else _env_spec(env, env_opt)
     check_train_installed()
     args = _env_args(env_arg)
     if levels is not None:
         args["levels"] = levels
-    if resume and out is None:
-        raise UsageError("--resume needs --out DIR (the training to continue)")
+    if stored is not None and env_arg is None and levels is None:
+        args = dict(stored.env_args)
     if calibration is not None and no_calibration:
         raise UsageError("give --calibration DIR or --no-calibration, not both")
     if threads is not None and threads < 1:
@@ -67,7 +79,8 @@ def train_cmd(
     if out is None:
         name = Path(spec.split(":")[0]).stem if ":" in spec else spec
         out = Path("runs") / f"train-{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    stored = stored_config(out, resume)
+    if not resume:
+        stored_config(out, resume)  # a non-empty --out is refused before anything else
     if stored is not None and calibration is None and not no_calibration:
         calibration = Path(stored.calibration) if stored.calibration else None
     elif calibration is None and not no_calibration:
@@ -80,13 +93,16 @@ def train_cmd(
             console.print(f"training on the calibrated split: {_escape(why)} (--no-calibration for the train split)")
         elif not quiet:
             console.print(f"training on the train split ({_escape(why)})")
+    given = {k: v for k, v in dict(
+        model=model, steps=steps, group_size=group_size, batch=batch, lr=lr, lora=lora, seed=seed,
+        max_completion_tokens=max_completion_tokens, max_turn_tokens=max_turn_tokens, temperature=temperature,
+        beta=beta, eval_tasks=eval_tasks, save_every=save_every).items() if v is not None}
+    base = stored.model_dump(exclude={"device"}) if stored is not None else {}  # a resume: the stored options
     try:
-        cfg = TrainConfig(
-            env=spec, env_args=args, model=model, steps=steps, group_size=group_size, batch=batch, lr=lr,
-            lora=lora, seed=seed, max_completion_tokens=max_completion_tokens, max_turn_tokens=max_turn_tokens,
-            temperature=temperature, beta=beta, eval_tasks=eval_tasks, save_every=save_every, device=device,
-            calibration=str(calibration.resolve()) if calibration is not None else None,
-        )
+        cfg = TrainConfig(**{
+            **base, **given, "env": spec, "env_args": args, "device": device,
+            "calibration": str(calibration.resolve()) if calibration is not None else None,
+        })
     except ValidationError as e:
         first = e.errors()[0]
         where = "--" + "-".join(map(str, first["loc"])).replace("_", "-") if first["loc"] else "options"
@@ -97,7 +113,7 @@ def train_cmd(
         if not quiet:
             zero = row.get("frac_reward_zero_std")
             console.print(
-                f"step {row['step']}/{steps}  reward {row['reward']:.3f} ± {row.get('reward_std') or 0:.3f}  "
+                f"step {row['step']}/{cfg.steps}  reward {row['reward']:.3f} ± {row.get('reward_std') or 0:.3f}  "
                 f"zero-variance groups {'-' if zero is None else f'{100 * zero:.0f}%'}  "
                 f"masked {int(row.get('envfoundry/masked') or 0)}  ({row.get('step_time', 0):.1f} s)"
             )
