@@ -263,6 +263,7 @@ def test_report_json_keeps_text_and_turns_nan_into_null():
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--boot", "-1"], "--boot must be >= 1"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--threshold", "nan"], "finite number"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--boot", "100000000"], "--boot must be <= 100000"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--repeats", "1000000"], "--repeats must be <= 100"),
     ('{"id": "a", "label": 1, "annotator": ["x"]}\n', '{"id": "a", "score": 1}\n', [],
      "l.jsonl:1: 'annotator' must be a name"),
     ('{"id": "a", "label": 1}\n{"id": "b", "label": 1, "rubric": 5}\n', '{"id": "a", "score": 1}\n', [],

@@ -291,6 +291,10 @@ def _print_calibration(result) -> None:  # noqa: ANN001
                   f"`envfoundry run {_escape(s['env_spec'])} --split calibrated --calibration {out}`")
 
 
+#: judge verdicts per item: enough for self-consistency, and a bound on a typo's cost
+MAX_REPEATS = 100
+
+
 @app.command("agree")
 def agree_cmd(
     labels: Annotated[str, typer.Option(help="labels JSONL (id, label, annotator) or a built-in env name")],
@@ -323,7 +327,8 @@ def agree_cmd(
 
     if sum(x is not None for x in (scores, run, judge)) != 1:
         raise UsageError("give exactly one of --scores FILE, --run RUN_DIR or --judge ENV --model MODEL")
-    for name, v, low, high in (("--repeats", repeats, 1, None), ("--adversarial", adversarial, 0, None),
+    # --adversarial, --pairs and --limit are capped by the items there are; --repeats is not
+    for name, v, low, high in (("--repeats", repeats, 1, MAX_REPEATS), ("--adversarial", adversarial, 0, None),
                                ("--pairs", pairs, 0, None), ("--limit", limit, 1, None),
                                ("--boot", boot, 1, ag.MAX_BOOT)):
         if v is not None and v < low:
