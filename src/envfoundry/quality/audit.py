@@ -41,6 +41,7 @@ from .. import __version__
 from ..core.env import Environment
 from ..core.errors import StoreError, UsageError
 from ..core.task import Task
+from ..envs import canonical_spec
 from ..rollout.run import evaluate_async
 from ..rollout.store import MANIFEST, RunStore, atomic_write_text, ensure_dir
 from .mutation import MutationReport, mutation_test
@@ -350,7 +351,8 @@ async def audit_async(env: Environment, *, spec: str | None = None, config: Audi
     if cfg.mutations:
         mutations = mutation_test(env, tasks, seed=cfg.seed, pool=reference_answers(env, others, cfg.seed))
     report = AuditReport(
-        env=env.name, version=env.version, spec=spec, out=out, baseline=baseline, probes=results,
+        env=env.name, version=env.version, spec=canonical_spec(spec) if spec else spec, out=out, baseline=baseline,
+        probes=results,
         mutations=mutations, timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         config={"seed": cfg.seed, "split": split, "tasks": len(tasks), "samples": cfg.samples,
                 "alpha": cfg.alpha, "margin": cfg.margin},
