@@ -466,3 +466,17 @@ def test_agree_with_a_run_of_another_environment_is_exit_2(tmp_path):
     err = " ".join(r.stderr.split())
     assert "no id matches between the labels and the scores" in err
     assert "the labels have 42 item id(s) (e.g. 'c098fce6f3-oracle'), the scores 2 (e.g. '" in err
+
+
+def test_saved_scores_get_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    from envfoundry.grading.labels import write_jsonl
+
+    umask = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "s.jsonl", [{"id": "a", "score": 1}])
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "s.jsonl").stat().st_mode) == 0o644  # not mkstemp's 0600

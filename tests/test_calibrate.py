@@ -239,6 +239,8 @@ def test_files_knobs_and_calibrated_split_via_cli(tmp_path):
     r = cli("run", COIN, "--out", str(run), "--resume", "-q")
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "summary.json").read_text())["n_trajectories"] == 2 * len(in_band)
+    r = cli("run", COIN, "--out", str(run), "--resume", "--calibration", str(tmp_path), "-q")
+    assert r.returncode == 2 and "differs from the run" in r.stderr and "--calibration" in r.stderr, r.stderr
     r = cli("calibrate", COIN, "--out", str(out), "--resume", "--budget", "10", "-q")
     used = s["budget_used"]
     assert r.returncode == 2 and f"--budget 10 is not more than the {used} rollouts already used" in " ".join(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -310,6 +311,33 @@ def test_a_slot_whose_server_dies_is_dropped_and_the_requests_go_on():
 
     for pid in asyncio.run(main()):
         _assert_gone(pid)
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_ctrl_c_while_the_model_starts_leaves_no_run_and_no_server(tmp_path):
+    """The model starts before the run directory is made: Ctrl-C then leaves nothing to resume,
+    says so, and stops the half-started llama.cpp servers."""
+    import signal
+
+    from tests.conftest import start_run
+
+    def servers() -> set[str]:
+        return set(subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True).stdout.split())
+
+    before = servers()
+    out = tmp_path / "r"
+    p = start_run(out, "math", "--model", "local", "--limit", "2", wait_s=1.0)  # still loading the model
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    if out.exists():  # a machine fast enough to have started the run within the second
+        assert "continue with --resume" in err, err
+    else:
+        assert "interrupted before anything was stored" in err, err
+    time.sleep(0.5)
+    assert servers() <= before  # no server of this run left running
 
 
 @pytest.mark.local_model

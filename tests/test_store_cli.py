@@ -475,3 +475,59 @@ def test_small_refusals_name_the_problem(tmp_path):
     (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
     r = cli("export", str(tmp_path / "r"), str(tmp_path / "loopA" / "x.parquet"))
     assert r.returncode == 2 and "cannot be resolved" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resume_reads_the_key_from_the_same_variable_and_never_stores_the_key(tmp_path, monkeypatch):
+    from envfoundry.testing import StubServer
+
+    run = tmp_path / "r"
+    secret = "sk-test-RESUME-42"
+    monkeypatch.setenv("MY_KEY", secret)
+    srv = StubServer(reply="<answer>4</answer>")
+    with srv.run_in_thread() as url:
+        r = cli("run", "math", "--model", "openai:stub", "--base-url", url, "--api-key-env", "MY_KEY", "--limit", "2",
+                "--out", str(run), "-q")
+        assert r.returncode == 0, r.stderr
+        lines = (run / "trajectories.jsonl").read_text().splitlines(keepends=True)
+        (run / "trajectories.jsonl").write_text(lines[0])
+        n = srv.n_requests
+        assert cli("run", "--out", str(run), "--resume", "-q").returncode == 0
+        resumed = srv.headers[n:]
+    assert resumed and all(h.get("Authorization") == f"Bearer {secret}" for h in resumed)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["policy"]["api_key_env"] == "MY_KEY"
+    assert all(secret not in f.read_text() for f in run.iterdir())
+
+
+def test_records_with_damaged_token_counts_are_damage_not_a_crash(tmp_path):
+    run = tmp_path / "r"
+    assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
+    recs = _records(run)
+    recs[1]["usage"] = {"completion_tokens": None}
+    (run / "trajectories.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    r = cli("show", str(run))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert cli("run", "--out", str(run), "--resume", "-q").returncode == 0
+    assert len(_records(run)) == 3 and all(isinstance(r["usage"], dict) for r in _records(run))
+
+
+def test_a_lazy_task_source_is_neither_refused_nor_listed():
+    from envfoundry import Environment, Message, Score, Task
+
+    class Lazy:  # len() and indexing, no Sequence base class: made one task at a time
+        made = 0
+
+        def __len__(self) -> int:
+            return 10**9
+
+        def __getitem__(self, i: int) -> Task:
+            Lazy.made += 1
+            return Task(env="lazy", env_version="1", split="test", prompt=f"say {i}")
+
+        def __iter__(self):
+            return (self[i] for i in range(len(self)))
+
+    env = Environment(name="lazy", version="1", tasks=lambda split, seed: Lazy(),
+                      graders=lambda g: Score(1.0), reference=lambda ep: Message("assistant", "x"))
+    tasks = env.tasks("test")
+    assert isinstance(tasks, Lazy) and Lazy.made == 1

@@ -290,7 +290,7 @@ def test_lora_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert [r["step"] for r in first.log] == [1] and (out / "checkpoints" / "checkpoint-1").is_dir()
     with pytest.raises(UsageError, match="not empty"):
         train(cfg, out, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
-    with pytest.raises(UsageError, match=r"--lr 0.5 differs from the stored \(default\)"):
+    with pytest.raises(UsageError, match=r"--lr 0.5 differs from the stored 0.0001"):
         train(cfg.model_copy(update={"lr": 0.5}), out, resume=True, env=probe_env(), model=_tiny_model(tok),
               tokenizer=tok)
     ids = (out / "train_tasks.txt").read_text()
@@ -527,3 +527,16 @@ def test_resume_accepts_a_calibration_path_stored_relative(tmp_path, monkeypatch
     absolute = rel.model_copy(update={"calibration": str(tmp_path / "quality/math/calibration"), "steps": 60})
     assert _comparable(rel) == _comparable(absolute)
     assert _comparable(rel) != _comparable(rel.model_copy(update={"calibration": None}))
+
+
+def test_resume_compares_what_the_options_mean(tmp_path: Path, monkeypatch) -> None:
+    """A relative and an absolute path to the same environment file are the same environment, and
+    no --lr is the same as --lr at its default."""
+    from envfoundry.train.run import TrainConfig, _comparable
+
+    (tmp_path / "e.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    rel, absolute = TrainConfig(env="e.py:f"), TrainConfig(env=f"{tmp_path / 'e.py'}:f")
+    assert _comparable(rel) == _comparable(absolute)
+    assert _comparable(TrainConfig(env="math", lora=True)) == _comparable(TrainConfig(env="math", lora=True, lr=1e-4))
+    assert _comparable(TrainConfig(env="math", lora=True)) != _comparable(TrainConfig(env="math", lora=True, lr=1e-3))

@@ -28,10 +28,14 @@ _RESUMABLE = frozenset({"run", "calibrate", "audit", "train"})
 def _interrupted(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = next((a for a in args if not a.startswith("-")), "")
-    if command in _RESUMABLE:
-        err.print("interrupted; what finished is stored (continue with --resume)")
-    else:
+    out = next((a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+                for i, a in enumerate(args) if a == "--out" or a.startswith("--out=")), None)
+    if command not in _RESUMABLE:
         err.print("interrupted")
+    elif out is not None and not (os.path.isdir(out) and os.listdir(out)):
+        err.print("interrupted before anything was stored (e.g. while the model was starting)")
+    else:
+        err.print("interrupted; what finished is stored (continue with --resume)")
 
 
 def main(argv: list[str] | None = None) -> int:

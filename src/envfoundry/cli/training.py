@@ -58,8 +58,9 @@ def train_cmd(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pydantic import ValidationError
 
+    from ..envs import canonical_spec
     from ..train.model import check_device, check_train_installed
-    from ..train.run import TrainConfig, stored_config, train
+    from ..train.run import TrainConfig, absolute_model, stored_config, train
 
     if resume and out is None:
         raise UsageError("--resume needs --out DIR (the training to continue)")
@@ -93,6 +94,8 @@ def train_cmd(
             console.print(f"training on the calibrated split: {_escape(why)} (--no-calibration for the train split)")
         elif not quiet:
             console.print(f"training on the train split ({_escape(why)})")
+    if model is not None:
+        model = absolute_model(model)  # stored so that a resume works from any folder
     given = {k: v for k, v in dict(
         model=model, steps=steps, group_size=group_size, batch=batch, lr=lr, lora=lora, seed=seed,
         max_completion_tokens=max_completion_tokens, max_turn_tokens=max_turn_tokens, temperature=temperature,
@@ -100,7 +103,7 @@ def train_cmd(
     base = stored.model_dump(exclude={"device"}) if stored is not None else {}  # a resume: the stored options
     try:
         cfg = TrainConfig(**{
-            **base, **given, "env": spec, "env_args": args, "device": device,
+            **base, **given, "env": canonical_spec(spec), "env_args": args, "device": device,
             "calibration": str(calibration.resolve()) if calibration is not None else None,
         })
     except ValidationError as e:

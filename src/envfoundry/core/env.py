@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,15 +150,18 @@ class Environment:
         where = f"the task source of environment {self.name!r} (split {split!r}, seed {seed})"
         try:
             tasks = self._tasks(split, seed)
-            if not isinstance(tasks, Sequence) and isinstance(tasks, Iterable) and not isinstance(tasks, dict):
+            if isinstance(tasks, Iterator):
                 tasks = list(tasks)  # a generator
-            # a procedural source may be lazy: only its first task is made (and checked) here
-            first = tasks[0] if isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)) and tasks else None
+            # a lazy source (a Sequence, or anything with len() and indexing) is kept as it is:
+            # only its first task is made (and checked) here
+            lazy = hasattr(tasks, "__len__") and hasattr(tasks, "__getitem__")
+            ok = lazy and not isinstance(tasks, (str, bytes, dict))
+            first = tasks[0] if ok and len(tasks) else None
         except EnvfoundryError:
             raise
         except Exception as e:  # noqa: BLE001 - a user's code may raise anything
             raise EnvLoadError(f"{where} raised {type(e).__name__}: {e}") from e
-        if not isinstance(tasks, Sequence) or isinstance(tasks, (str, bytes)):
+        if not ok:
             raise EnvLoadError(f"{where} returned {type(tasks).__name__}, not a list of Task")
         if first is not None and not isinstance(first, Task):
             raise EnvLoadError(f"{where} returned a list of {type(first).__name__}, not of Task")

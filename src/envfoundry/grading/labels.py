@@ -229,6 +229,9 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would make it (mkstemp makes 0600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
             f.flush()

@@ -129,6 +129,8 @@ class OpenAIPolicy:
         model: the model name the server knows.
         base_url: the API root, ending in ``/v1`` (requests go to ``{base_url}/chat/completions``).
         api_key: sent as ``Authorization: Bearer ...``; never recorded (not in :meth:`describe`).
+        api_key_env: the name of the environment variable the key came from, recorded (the name,
+            not the key) so that a resumed run reads the same variable.
         sampling: temperature, top_p, max_tokens and seed.
         retry: attempts, backoff and the per-request timeout.
         tool_mode: ``auto``, ``native`` or ``text`` (see the module documentation).
@@ -142,6 +144,7 @@ class OpenAIPolicy:
         *,
         base_url: str = "http://127.0.0.1:8000/v1",
         api_key: str | None = None,
+        api_key_env: str | None = None,
         sampling: SamplingOptions | None = None,
         retry: RetryConfig | None = None,
         tool_mode: ToolMode = "auto",
@@ -163,6 +166,7 @@ class OpenAIPolicy:
         self.tool_mode: ToolMode = tool_mode
         self.concurrency = concurrency
         self._api_key = api_key
+        self.api_key_env = api_key_env
         self._url = f"{self.base_url}/chat/completions"
         self._session: aiohttp.ClientSession | None = None
         self._text_fallback = False  # auto mode: the server refused native tools
@@ -187,6 +191,7 @@ class OpenAIPolicy:
             "sampling": self.sampling.model_dump(),
             "tool_mode": self.tool_mode,
             "retry": self.retry.model_dump(),
+            **({"api_key_env": self.api_key_env} if self.api_key_env else {}),
         }
 
     async def start(self) -> None:

@@ -61,4 +61,5 @@ def resolve_policy(
         key = os.environ.get(api_key_env)
         if not key:
             raise UsageError(f"environment variable {api_key_env!r} (from --api-key-env) is not set")
-    return OpenAIPolicy(rest, base_url=base_url, api_key=key, sampling=opts, tool_mode=tool_mode)  # type: ignore[arg-type]
+    return OpenAIPolicy(rest, base_url=base_url, api_key=key, api_key_env=api_key_env or None, sampling=opts,
+                        tool_mode=tool_mode)  # type: ignore[arg-type]

@@ -85,7 +85,8 @@ def _resumed_options(stored: dict[str, Any], given: dict[str, Any] | None, out: 
     asked = {k: v for k, v in (opts.get("sampling") or {}).items() if v is not None}
     for k, v in asked.items():
         if k in kept and kept[k] != v:
-            raise UsageError(f"{_SAMPLING_FLAGS.get(k, k)} {v} differs from the run in {str(out)!r} ({kept[k]}); "
+            was = "not set" if kept[k] is None else kept[k]
+            raise UsageError(f"{_SAMPLING_FLAGS.get(k, k)} {v} differs from the run in {str(out)!r} ({was}); "
                              "resume without it or choose another --out")
     opts["sampling"] = {**kept, **asked}
     mode = stored.get("tool_mode")
@@ -94,8 +95,9 @@ def _resumed_options(stored: dict[str, Any], given: dict[str, Any] | None, out: 
             raise UsageError(f"--tool-mode {opts['tool_mode']} differs from the run in {str(out)!r} ({mode}); "
                              "resume without it or choose another --out")
         opts["tool_mode"] = mode
-    if "base_url" not in opts and stored.get("base_url"):
-        opts["base_url"] = stored["base_url"]
+    for k in ("base_url", "api_key_env"):  # the variable's name is stored, never the key
+        if k not in opts and stored.get(k):
+            opts[k] = stored[k]
     return opts
 
 
@@ -150,6 +152,9 @@ async def evaluate_async(
         m = store.manifest
         if isinstance(env, str) and not {env, env_spec} & {m.env, m.env_spec, canonical_spec(m.env_spec)}:
             raise StoreError(f"run {str(out)!r} is of environment {m.env_spec!r}, not {env!r}")
+        if calibration is not None and str(Path(calibration).resolve()) != m.calibration:
+            raise UsageError(f"--calibration {calibration} differs from the run in {str(out)!r} ({m.calibration}); "
+                             "resume without it or choose another --out")
         if env_args and env_args != m.env_args:
             raise UsageError(f"--env-arg {env_args} differs from the run in {str(out)!r} ({m.env_args}); "
                              "resume without it or choose another --out")

@@ -75,13 +75,18 @@ class RunManifest(BaseModel):
 
 def _is_record(rec: Any) -> bool:
     """Whether a parsed line is a trajectory record readers can rely on: a string task id, an
-    integer sample, a known outcome, and for a scored outcome a numeric score and a boolean ``passed``."""
+    integer sample, a known outcome, token counts that are integers, and for a scored outcome a
+    numeric score and a boolean ``passed``."""
     if not (isinstance(rec, dict) and {"task_id", "sample", "outcome"} <= rec.keys()):
         return False
     sample = rec["sample"]
     if not isinstance(rec["task_id"], str) or not isinstance(sample, int) or isinstance(sample, bool):
         return False
     if rec["outcome"] not in OUTCOMES:
+        return False
+    usage = rec.get("usage")
+    if usage is not None and not (isinstance(usage, dict) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in usage.values())):
         return False
     if rec["outcome"] in ("completed", "truncated"):
         score = rec.get("score")

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..core.env import Environment
 from ..core.errors import UsageError, reason
 from ..core.task import Task
+from ..envs import canonical_spec
 from ..rollout.store import atomic_write_text, ensure_dir
 from .model import check_device, check_train_installed, resolve_model_source
 
@@ -121,9 +122,17 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
     any device); the calibration as an absolute path (a run may have stored it relative to the
     directory it was started from)."""
     d = cfg.model_dump(exclude={"steps", "device"})
+    d["lr"] = cfg.learning_rate  # the effective rate: no --lr and --lr equal to the default are the same
+    d["env"] = canonical_spec(d["env"])  # a config stored before paths were made absolute matches too
+    d["model"] = absolute_model(d["model"])
     if d["calibration"]:
         d["calibration"] = str(Path(d["calibration"]).resolve())
     return d
+
+
+def absolute_model(model: str) -> str:
+    """A model given as a path (a GGUF file or a model folder) as an absolute path; a name as it is."""
+    return str(Path(model).resolve()) if model != "smollm2" and Path(model).exists() else model
 
 
 #: the CLI option of each configuration field whose name does not say it
