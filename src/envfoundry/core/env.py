@@ -154,8 +154,8 @@ class Environment:
                 tasks = list(tasks)  # a generator
             # a lazy source (a Sequence, or anything with len() and indexing) is kept as it is:
             # only its first task is made (and checked) here
-            lazy = hasattr(tasks, "__len__") and hasattr(tasks, "__getitem__")
-            ok = lazy and not isinstance(tasks, (str, bytes, dict))
+            ok = (hasattr(tasks, "__len__") and hasattr(tasks, "__getitem__")
+                  and not isinstance(tasks, (str, bytes, dict)))
             first = tasks[0] if ok and len(tasks) else None
         except EnvfoundryError:
             raise

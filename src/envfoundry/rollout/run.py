@@ -10,7 +10,7 @@ import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from .. import __version__
 from ..core.env import Environment
@@ -191,10 +191,7 @@ async def evaluate_async(
         try:
             done = store.prepare_resume()
         except OSError as e:
-            err = _write_error(e, store.path)
-            if err is e:
-                raise
-            raise err from e
+            _raise_write_error(e, store.path)
     else:
         concurrency = 32 if concurrency is None else concurrency
         env_obj = load(env, env_args) if isinstance(env, str) else env
@@ -293,26 +290,22 @@ async def evaluate_async(
                         raise
             # (a full disk that failed a record's write usually fails the summary's too: the first is reported)
     except OSError as e:
-        err = _write_error(e, store.path)
-        if err is e:
-            raise
-        raise err from e
+        _raise_write_error(e, store.path)
     finally:
         if progress is not None:  # whatever happened: the terminal gets its cursor back
             progress.stop()
     return Run(store.path, store.manifest, summary)
 
 
-def _write_error(e: OSError, run_dir: Path) -> OSError | RunWriteError:
-    """A write into the run directory that failed (a full disk) as a RunWriteError saying what
-    to do; any other OSError unchanged."""
+def _raise_write_error(e: OSError, run_dir: Path) -> NoReturn:
+    """Raise a failed write into the run directory (a full disk) as a RunWriteError saying what to
+    do; any other OSError as it is. Call it in the ``except`` clause that caught ``e``."""
     name = str(e.filename or "")
     if not name or not Path(name).resolve().is_relative_to(run_dir.resolve()):
-        return e
+        raise  # ``e`` itself, which the caller is handling
     fix = "make room" if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "fix that"
-    return RunWriteError(f"cannot write {name}: {e.strerror or type(e).__name__}; the rollouts stored before are "
-                         f"kept: {fix} and continue with --resume")
-
+    raise RunWriteError(f"cannot write {name}: {e.strerror or type(e).__name__}; the rollouts stored before are "
+                        f"kept: {fix} and continue with --resume") from e
 
 
 def evaluate(env: Environment | str, **kwargs: Any) -> Run:
