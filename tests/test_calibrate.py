@@ -2,6 +2,7 @@
 split and exit codes, on coin-flip environments whose true per-task pass rates are known."""
 
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -85,9 +86,16 @@ def test_verdict_rules():
     band = (0.02, 0.98)
     assert verdict(0, 16, band, solvable=False) == "uncertain"  # 0/16 leaves ci_hi ~0.19
     assert verdict(0, 16, band, solvable=True) == "floor_unverified"
-    assert verdict(0, 189, band, solvable=True) == "too_hard"
-    assert verdict(189, 189, band, solvable=True) == "too_easy"
+    # exact intervals at the first round's level (1 - 3.04%): 0/208 clears 0.02, 0/207 does not
+    # (was 0/189 with a 95% Wilson interval that did not keep its level under adaptive stopping)
+    assert verdict(0, 208, band, solvable=True) == "too_hard"
+    assert verdict(0, 207, band, solvable=True) == "floor_unverified"
+    assert verdict(0, 208, band, solvable=True, rounds=2) == "floor_unverified"  # a later round asks more
+    assert verdict(208, 208, band, solvable=True) == "too_easy"
     assert verdict(4, 8, band, solvable=False) == "in_band"
+    # 1 pass in 8 cannot tell a pass rate of 0.01 from the band (Wilson's 0.0224 said it could)
+    assert verdict(1, 8, band, solvable=False) == "uncertain" and verdict(7, 8, band, solvable=False) == "uncertain"
+    assert verdict(2, 8, band, solvable=False) == "in_band" == verdict(6, 8, band, solvable=False)
     assert verdict(8, 8, band, solvable=True) == "uncertain"
     assert verdict(0, 0, band, solvable=True) == "uncertain"
 
@@ -392,3 +400,87 @@ def test_workers_give_the_same_calibration(tmp_path):
     with pytest.raises(UsageError, match="built in this process only"):
         calibrate(make_coin_env(), model=CoinPolicy(), out=tmp_path / "bad3", config=cfg, workers=2)
     assert not any((tmp_path / d).exists() for d in ("bad", "bad2", "bad3"))  # nothing written
+
+
+# --- the adaptive design's coverage, simulated with the decision code calibrate runs --------------
+
+
+def test_interval_levels_are_spent_across_rounds():
+    from envfoundry.quality.difficulty import ALPHA, interval, round_alpha
+
+    assert sum(round_alpha(j) for j in range(1, 100_000)) <= ALPHA
+    assert round_alpha(1) > round_alpha(2) > round_alpha(3) and round_alpha(0) == round_alpha(1)
+    for passes, n in [(0, 8), (1, 8), (4, 8), (8, 8), (3, 200), (199, 200)]:
+        wide = [interval(passes, n, j) for j in (1, 2, 5, 20)]
+        assert all(a[0] >= b[0] and a[1] <= b[1] for a, b in zip(wide, wide[1:], strict=False))  # nested
+        assert all(lo <= passes / n <= hi for lo, hi in wide)
+
+
+@pytest.mark.parametrize("n", [8, 16, 37, 100])
+def test_each_rounds_interval_keeps_its_level_for_every_pass_rate(n):
+    # exact, not simulated: the probability that the interval misses p, summed over the binomial
+    import numpy as np
+
+    from envfoundry.quality.difficulty import interval, round_alpha
+
+    for rounds in (1, 3):
+        ivs = [interval(s, n, rounds) for s in range(n + 1)]
+        log_c = np.array([math.lgamma(n + 1) - math.lgamma(s + 1) - math.lgamma(n - s + 1) for s in range(n + 1)])
+        for p in np.linspace(0.0005, 0.9995, 400):
+            pmf = np.exp(log_c + np.arange(n + 1) * math.log(p) + (n - np.arange(n + 1)) * math.log1p(-p))
+            miss = sum(pmf[s] for s, (lo, hi) in enumerate(ivs) if not lo <= p <= hi)
+            assert miss <= round_alpha(rounds) + 1e-9, (n, rounds, p, miss)
+
+
+def _sim_table(**kw):
+    from envfoundry.quality.calibrate_sim import by_rate, simulate
+
+    band = kw.get("band", (0.02, 0.98))
+    tasks = simulate(**kw)
+    return tasks, {s.p: s for s in by_rate(tasks, band)}
+
+
+@pytest.mark.parametrize("budget_factor", [2, 20])
+def test_simulated_calibration_covers_known_pass_rates(budget_factor):
+    from envfoundry.quality.calibrate_sim import RATES
+
+    tasks, table = _sim_table(rates=RATES, tasks_per_rate=60, samples=8, seed=budget_factor,
+                              budget=budget_factor * 600 * 8)
+    assert len(tasks) == 600
+    covered = sum(t.covered for t in tasks) / len(tasks)
+    assert covered >= 0.95, covered
+    assert table[0.01].verdicts["in_band"] <= 0.025 and table[0.99].verdicts["in_band"] <= 0.025
+    assert all(s.error <= 0.025 for s in table.values()), {p: s.error for p, s in table.items()}
+    # and the design still decides what the evidence allows: mid-band tasks are in_band
+    assert table[0.5].verdicts["in_band"] >= 0.9 and table[0.3].verdicts["in_band"] >= 0.8
+    if budget_factor == 20:  # enough budget: 0.1 and 0.9 are separated from the edges too
+        assert table[0.1].verdicts["in_band"] >= 0.9 and table[0.9].verdicts["in_band"] >= 0.9
+
+
+def test_tasks_just_outside_the_band_are_rarely_in_band():
+    # 500 tasks at 0.01 and 500 at 0.99, many rounds (a generous budget), some rollouts erroring
+    tasks, table = _sim_table(rates=(0.01, 0.99), tasks_per_rate=500, samples=8, seed=7, budget=1000 * 8 * 12,
+                              error_rate=0.1)
+    assert table[0.01].verdicts["in_band"] <= 0.025 and table[0.99].verdicts["in_band"] <= 0.025
+    assert sum(t.covered for t in tasks) / len(tasks) >= 0.95
+    assert max(t.row.rounds for t in tasks) >= 4  # the simulation did go through several rounds
+
+
+def test_the_simulation_catches_per_round_wilson_intervals(monkeypatch):
+    # the design before issue 19: a 95% Wilson interval at every round, nothing spent
+    from envfoundry.core.stats import wilson
+    from envfoundry.quality import difficulty
+
+    monkeypatch.setattr(difficulty, "interval", lambda passes, n, rounds=1: wilson(passes, n))
+    tasks, table = _sim_table(rates=(0.01, 0.99), tasks_per_rate=500, samples=8, seed=7, budget=1000 * 8 * 12)
+    assert table[0.01].verdicts["in_band"] > 0.025 and table[0.99].verdicts["in_band"] > 0.025
+
+
+def test_simulation_command_prints_coverage_per_rate(capsys):
+    from envfoundry.quality.calibrate_sim import main as sim_main
+
+    sim_main(["--tasks-per-rate", "20", "--seeds", "1"])
+    out = capsys.readouterr().out
+    assert "coverage" in out and "in_band" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.split() and ln.split()[0] in ("0.01", "0.5", "all")]
+    assert [r[0] for r in rows] == ["0.01", "0.5", "all"] and all(r[1] == "20" for r in rows[:2])

@@ -20,26 +20,41 @@ if TYPE_CHECKING:
 
 
 class RichProgress:
-    """Progress bar with pass rate so far, errors and rollouts/s."""
+    """Progress of rollouts: on a terminal a bar (rollouts done of all, the pass rate of the scored
+    ones so far, errors, rollouts/s); otherwise (a file, a pipe, CI) a plain line every
+    ``every_s`` seconds and one at the end, so a long run's log shows it is alive."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, every_s: float = 10.0, what: str = "rollouts") -> None:
         self.console = console
+        self.every_s = every_s
+        self.what = what
         self._p: Progress | None = None
         self._task: Any = None
         self._n = self._passed = self._scored = self._errors = self._shown = 0
-        self._t0 = time.perf_counter()
+        self._total = self._done = 0
+        self._t0 = self._last = time.perf_counter()
 
     def start(self, total: int, done: int) -> None:
+        self._total, self._done = total, done
+        self._t0 = self._last = time.perf_counter()
+        if not self.console.is_terminal:
+            self.console.print(f"{self.what}: {done:,} of {total:,} done at the start", soft_wrap=True)
+            return
         self._p = Progress(
-            TextColumn("[bold]rollouts"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("pass {task.fields[rate]}"), TextColumn("errors {task.fields[errors]}"),
-            TextColumn("{task.fields[speed]} rollouts/s"), TimeElapsedColumn(),
+            TextColumn(f"[bold]{escape(self.what)}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("passed {task.fields[rate]}"), TextColumn("errors {task.fields[errors]}"),
+            TextColumn("{task.fields[speed]}/s"), TimeElapsedColumn(),
             console=self.console, transient=False, refresh_per_second=8,
         )
         self._p.start()
-        self._task = self._p.add_task("run", total=total, completed=done, rate="-", errors=0,
+        self._task = self._p.add_task("run", total=total, completed=done, rate=self._rate(), errors=0,
                                       speed="-")
-        self._t0 = time.perf_counter()
+
+    def _rate(self) -> str:
+        """``3 of 12 scored (25%)``, or ``none scored yet``."""
+        if not self._scored:
+            return "none scored yet"
+        return f"{self._passed} of {self._scored} scored ({100 * self._passed / self._scored:.0f}%)"
 
     def advance(self, rec: dict[str, Any]) -> None:
         self._n += 1
@@ -48,21 +63,34 @@ class RichProgress:
             self._passed += bool(rec["passed"])
         else:
             self._errors += 1
-        if self._p is not None and (self._n % 64 == 0 or self._n < 64):
-            self._refresh()
+        if self._p is not None:
+            if self._n % 64 == 0 or self._n < 64:
+                self._refresh()
+        elif time.perf_counter() - self._last >= self.every_s:
+            self._line()
+
+    def _speed(self) -> str:
+        return f"{self._n / max(time.perf_counter() - self._t0, 1e-9):,.1f}"
+
+    def _line(self) -> None:
+        self._last = time.perf_counter()
+        self.console.print(f"{self.what}: {self._done + self._n:,} of {self._total:,} done, passed {self._rate()}, "
+                           f"errors {self._errors}, {self._speed()}/s, {self._last - self._t0:,.0f} s",
+                           soft_wrap=True, highlight=False)
 
     def _refresh(self) -> None:
         assert self._p is not None
         advance, self._shown = self._n - self._shown, self._n
-        dt = max(time.perf_counter() - self._t0, 1e-9)
-        rate = f"{self._passed / self._scored:.3f}" if self._scored else "-"
-        self._p.update(self._task, advance=advance, rate=rate, errors=self._errors,
-                       speed=f"{self._n / dt:,.0f}")
+        self._p.update(self._task, advance=advance, rate=self._rate(), errors=self._errors, speed=self._speed())
 
     def stop(self) -> None:
         if self._p is not None:
             self._refresh()
             self._p.stop()
+            self._p = None
+        elif self._total and self._n:
+            self._line()
+        self._total = 0
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -74,9 +102,10 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def at_k(values: dict[str, Any]) -> str:
-    """``@1=0.250  @2=0.400 ...`` for k = 1, 2, 4, 8, ... and the largest k (a group of 64
-    samples gives 8 entries, not 64; the summary file keeps them all); None values are left out."""
-    ks = [int(k) for k, v in values.items() if v is not None]
+    """``@1=0.250  @2=0.400 ...`` for k = 1, 2, 4, 8, ... and the largest k, which is what a
+    summary stores (:func:`envfoundry.core.stats.summary_ks`; older summaries that stored every k
+    are shown the same way). None values and keys that are not a k are left out."""
+    ks = [int(k) for k, v in values.items() if v is not None and str(k).isdecimal() and int(k) > 0]
     last = max(ks, default=0)
     return "  ".join(f"@{k}={_fmt(values[str(k)])}" for k in sorted(ks) if k == last or k & (k - 1) == 0) or "-"
 
@@ -85,7 +114,7 @@ def _table(title: str, columns: Iterable[str]) -> Table:
     """A left-titled table with these column headers (the title is text, not markup)."""
     t = Table(title=escape(title), title_justify="left")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # a narrow terminal wraps names, never cuts them
     return t
 
 
@@ -101,10 +130,15 @@ def _with_ci(value: Any, ci: Any) -> str:
 
 def summary_table(summary: dict[str, Any], title: str = "summary") -> Table:
     t = Table(title=escape(title), show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", overflow="fold")
+    t.add_column(overflow="fold")
     ci = summary.get("pass_rate_ci")
     t.add_row("rollouts", str(summary["n_trajectories"]))
+    if summary["n_trajectories"] and not summary.get("n_scored") and summary.get("n_errors"):
+        t.add_row("measured", f"[bold red]nothing: all {summary['n_errors']} rollouts ended in errors, none was scored")
+        for cause, k in summary.get("error_causes") or ():
+            t.add_row("", f"{k} x {escape(cause)}")
+        return t
     t.add_row("tasks x samples", f"{summary['n_tasks']} x {summary['samples']}")
     t.add_row(
         "pass rate",

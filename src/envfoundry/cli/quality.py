@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
+from . import vocabulary as V
 from ._common import (
     EnvArg,
     EnvArgOpt,
@@ -28,11 +29,12 @@ def check_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
     env_arg: EnvArgOpt = None,
-    tasks: Annotated[int, typer.Option(help="tasks to sample")] = 20,
-    samples: Annotated[int, typer.Option(help="scripted rollouts per task")] = 2,
-    seed: Annotated[int, typer.Option(help="seed")] = 0,
-    split: Annotated[Optional[str], typer.Option(help="split to sample (default test)")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+    limit: Annotated[Optional[int], V._opt("--limit", "tasks to check (default: 20)")] = None,
+    samples: Annotated[Optional[int], V._opt("--samples", "scripted rollouts per task (default: 2)")] = None,
+    seed: V.Seed = None,
+    split: V.Split = None,
+    json_out: V.Json = False,
+    tasks_old: Annotated[Optional[int], V.hidden("--tasks")] = None,
 ) -> None:
     """Conformance checks for any environment; exit 1 if a check fails."""
     import json
@@ -43,8 +45,10 @@ def check_cmd(
     from ..quality.check import CheckConfig, check_env
 
     spec = _env_spec(env, env_opt)
-    if tasks < 1 or samples < 1:
-        raise UsageError("--tasks and --samples must be >= 1")
+    tasks = V.renamed(limit, tasks_old, "--tasks", "--limit")
+    tasks = 20 if tasks is None else tasks
+    samples = 2 if samples is None else samples
+    seed = 0 if seed is None else seed
     e = load(spec, _env_args(env_arg))
     if split is not None and split not in e.splits:
         raise UsageError(f"environment {e.name!r} has no split {split!r} (splits: {', '.join(e.splits)})")
@@ -71,12 +75,14 @@ def audit_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
     env_arg: EnvArgOpt = None,
-    tasks: Annotated[Optional[int], typer.Option(help="tasks to probe (default: 30)")] = None,
-    samples: Annotated[Optional[int], typer.Option(help="rollouts per task and probe (default: 2)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed: tasks, rollouts, mutations (default: 0)")] = None,
-    split: Annotated[Optional[str], typer.Option(help="split to sample (default test)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="results directory (default quality/ENV)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the audit stored in --out")] = False,
+    limit: Annotated[Optional[int], V._opt("--limit", "tasks to probe (default: 30)")] = None,
+    samples: Annotated[Optional[int], V._opt("--samples", "rollouts per task and probe (default: 2)")] = None,
+    seed: Annotated[Optional[int], V._opt("--seed", "seed: tasks, rollouts, mutations (default: 0)")] = None,
+    split: V.Split = None,
+    out: Annotated[Optional[Path], V._opt("--out", "results folder (default: a new quality/ENV/audit-TIME)")] = None,
+    resume: V.Resume = False,
+    force: V.Force = False,
+    tasks_old: Annotated[Optional[int], V.hidden("--tasks")] = None,
     probes: Annotated[Optional[str], typer.Option(help="comma-separated probes to run (default all)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
 ) -> None:
@@ -87,15 +93,23 @@ def audit_cmd(
     from ..envs import load
     from ..quality.audit import AUDIT_FILE, BASELINE, AuditConfig, audit_env, default_results_dir
     from ..rollout.store import MANIFEST, RunStore
+    from .output import default_out, prepare_out
 
     spec = _env_spec(env, env_opt)
-    if (tasks is not None and tasks < 1) or (samples is not None and samples < 1):
-        raise UsageError("--tasks and --samples must be >= 1")
+    tasks = V.renamed(limit, tasks_old, "--tasks", "--limit")
+    if resume and out is None:
+        raise UsageError("--resume needs --out DIR (the audit to continue)")
     e = load(spec, _env_args(env_arg))
-    stored = (out if out is not None else default_results_dir(e.name)) / BASELINE / MANIFEST
+    if out is None:
+        out = default_out(default_results_dir(e.name), "audit")
+    prepare_out(out, command="audit", resume=resume, force=force, spec=spec)
+    if not json_out:
+        err.print(f"{'continuing' if resume else 'writing'} the audit in [bold]{_escape(str(out))}[/bold]",
+                  soft_wrap=True)
+    stored = out / BASELINE / MANIFEST
     if resume and stored.is_file():  # the stored audit decides; a different value is refused, not ignored
         m = RunStore.open(stored.parent).manifest
-        for name, v, was in (("--tasks", tasks, m.limit), ("--samples", samples, m.samples), ("--seed", seed, m.seed),
+        for name, v, was in (("--limit", tasks, m.limit), ("--samples", samples, m.samples), ("--seed", seed, m.seed),
                              ("--split", split, m.split)):
             if v is not None and v != was:
                 raise UsageError(f"{name} {v} differs from the audit being resumed ({was}); resume without it "
@@ -129,30 +143,32 @@ def calibrate_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
     env_arg: EnvArgOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="policy spec as for run (on --resume: the stored one)")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,
-    slots: Annotated[Optional[int], typer.Option(
-        help="llama.cpp server processes for --model local (as for run; may differ on --resume)")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,
-    tool_mode: Annotated[str, typer.Option(help="auto, native or text tool calling")] = "auto",
-    split: Annotated[Optional[str], typer.Option(help="task split (default: test)")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="first N tasks of the split")] = None,
-    samples: Annotated[Optional[int], typer.Option(help="initial samples per task (GRPO group) (default: 8)")] = None,
-    budget: Annotated[Optional[int], typer.Option(help="total rollouts (default: 2 x tasks x samples)")] = None,
+    model: V.Model = None,
+    base_url: V.BaseUrl = None,
+    api_key_env: V.ApiKeyEnv = None,
+    slots: V.Slots = None,
+    temperature: V.Temperature = None,
+    top_p: V.TopP = None,
+    max_tokens: V.MaxTokens = None,
+    tool_mode: Annotated[str, V._opt("--tool-mode", "auto, native or text tool calling")] = "auto",
+    split: V.Split = None,
+    limit: V.Limit = None,
+    samples: Annotated[Optional[int], V._opt(
+        "--samples", "initial rollouts per task, a GRPO group (default: 8)")] = None,
+    budget: Annotated[Optional[int], V._opt("--budget", "total rollouts (default: 2 x tasks x samples)")] = None,
     band: Annotated[Optional[str], typer.Option(help="useful pass rates LO,HI (default: 0.02,0.98)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="run seed (default: 0)")] = None,
-    task_seed: Annotated[Optional[int], typer.Option(help="task source seed (default: --seed)")] = None,
-    concurrency: Annotated[int, typer.Option(help="rollouts in flight at once")] = 32,
-    workers: Annotated[int, typer.Option(help="processes sharing the rollouts (see `run --workers`)")] = 1,
-    timeout: Annotated[Optional[float], typer.Option(help="seconds per rollout")] = None,
-    max_turns: Annotated[Optional[int], typer.Option(help="lower the env's turn limit")] = None,
+    seed: V.Seed = None,
+    task_seed: V.TaskSeed = None,
+    concurrency: Annotated[int, V._opt("--concurrency", "rollouts in flight at once")] = 32,
+    workers: V.Workers = 1,
+    timeout: V.Timeout = None,
+    max_turns: V.MaxTurns = None,
     knobs: Annotated[bool, typer.Option("--knobs", help="pass rate by difficulty knob (table, knobs.png)")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="output directory (default quality/ENV/calibration)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the calibration in --out")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    out: Annotated[Optional[Path], V._opt(
+        "--out", "output folder (default: a new quality/ENV/calibration-TIME, where `train` finds the newest)")] = None,
+    resume: V.Resume = False,
+    force: V.Force = False,
+    quiet: V.Quiet = False,
 ) -> None:
     """Measure each task's pass rate for a model, adaptively, and keep the tasks in the band."""
     from pydantic import ValidationError
@@ -163,16 +179,20 @@ def calibrate_cmd(
     check_model_options(tool_mode, temperature, top_p, max_tokens)
     if model is None and not resume:
         raise UsageError("calibrate needs --model (e.g. --model local)")
-    for name, v in (("--limit", limit), ("--samples", samples), ("--budget", budget)):
-        if v is not None and v < (0 if name == "--limit" else 1):
-            raise UsageError(f"{name} must be >= {0 if name == '--limit' else 1}, got {v}")
-    if out is None:  # where `envfoundry train` looks for it, next to the audit's results
+    if resume and out is None:
+        raise UsageError("--resume needs --out DIR (the calibration to continue)")
+    if out is None:  # where `envfoundry train` looks for the newest, next to the audit's results
         from ..envs import load
-        from ..rollout.selection import default_calibration_dir
+        from ..rollout.selection import calibrations_dir
+        from .output import default_out
 
-        out = default_calibration_dir(spec)  # ENV given by its name (a built-in, or on --resume)
-        if not (resume and out.is_dir()):
-            out = default_calibration_dir(load(spec, _env_args(env_arg)).name)
+        out = default_out(calibrations_dir(load(spec, _env_args(env_arg)).name), "calibration")
+    from .output import prepare_out
+
+    prepare_out(out, command="calibrate", resume=resume, force=force, spec=spec)
+    if not quiet:
+        err.print(f"{'continuing' if resume else 'writing'} the calibration in [bold]{_escape(str(out))}[/bold]",
+                  soft_wrap=True)
     try:
         config = CalibrateConfig(
             split=split, limit=limit, samples=samples, budget=budget, band=parse_band(band) if band else None,
@@ -230,7 +250,7 @@ class _FreshProgress:
     def start(self, total: int, done: int) -> None:
         from ..display import RichProgress
 
-        self._bar = RichProgress(console)
+        self._bar = RichProgress(err)
         self._bar.start(total, done)
 
     def advance(self, record: dict) -> None:
@@ -297,36 +317,55 @@ MAX_REPEATS = 100
 
 @app.command("agree")
 def agree_cmd(
-    labels: Annotated[str, typer.Option(help="labels JSONL (id, label, annotator) or a built-in env name")],
-    scores: Annotated[Optional[Path], typer.Option(help="grader scores JSONL (id, score|passed|label)")] = None,
+    labels: Annotated[str, typer.Option(help="labels: JSON Lines or CSV (columns id, label, annotator), or a "
+                                        "built-in env name")],
+    scores: Annotated[Optional[Path], typer.Option(help="grader scores: JSON Lines or CSV (id, score|passed|label)")
+                      ] = None,
     run: Annotated[Optional[Path], typer.Option(help="a run directory: its stored scores")] = None,
     judge: Annotated[Optional[str], typer.Option(help="run ENV's rubric judge over the items")] = None,
     model: Annotated[Optional[str], typer.Option(help="the judge's model: local, openai:NAME")] = None,
     items: Annotated[Optional[Path], typer.Option(help="transcripts JSONL (default: items.jsonl by labels)")] = None,
+    id_field: Annotated[str, typer.Option(help="the labels' id column (also read in --scores without 'id')")] = "id",
+    label_field: Annotated[str, typer.Option(help="the labels' label column")] = "label",
+    annotator_field: Annotated[Optional[str], typer.Option(
+        help="the labels' annotator column (default: 'annotator' if there is one, else one annotator)")] = None,
+    label_set: Annotated[Optional[str], typer.Option(
+        help="the labels, comma-separated (e.g. fail,pass): others are an error; the order is the scale's for "
+        "ordinal text, and fail,pass for binary (default: inferred)")] = None,
+    scale: Annotated[Optional[str], typer.Option(help="binary, ordinal, continuous or nominal (default: inferred)")
+                     ] = None,
     reference: Annotated[Optional[str], typer.Option(help="reference annotator (default: gold, ground_truth, "
                                                      "else the majority)")] = None,
-    scale: Annotated[Optional[str], typer.Option(help="binary, ordinal, continuous (default: detected)")] = None,
-    threshold: Annotated[float, typer.Option(help="score >= threshold passes, when a score has no label")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="score >= threshold passes, when a score has no label (0 to 1; default 0.5)")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="input warnings (unmatched ids, labels in another case, "
+                                         "grader labels no annotator used) are errors (exit 2)")] = False,
     repeats: Annotated[int, typer.Option(help="judgements per item (self-consistency)")] = 2,
     adversarial: Annotated[int, typer.Option(help="known-bad items to probe with each adversarial text")] = 6,
     pairs: Annotated[int, typer.Option(help="better/worse pairs judged in both orders")] = 4,
-    limit: Annotated[Optional[int], typer.Option(help="judge only the first N items")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="judge temperature (0; 0.7 with repeats)")] = None,
+    limit: Annotated[Optional[int], V._opt("--limit", "judge only the first N items")] = None,
+    temperature: Annotated[Optional[float], V._opt("--temperature", "the judge's sampling temperature (default: 0; "
+                                                   "0.7 with --repeats > 1)")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root of the judge")] = None,
     api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the judge's API key")] = None,
     boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 1000,
-    seed: Annotated[int, typer.Option(help="seed (bootstrap, judge, probe choice)")] = 0,
+    seed: Annotated[int, V._opt("--seed", "seed (bootstrap, judge, probe choice)")] = 0,
     save: Annotated[Optional[Path], typer.Option(help="write the judge's scores here (reuse with --scores)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
 ) -> None:
-    """Agreement of a grader with labels: accuracy, kappa, alpha, correlations, probes, with 95% CIs."""
+    """Agreement of a grader with labels, or of annotators with each other (no grader): accuracy, kappa,
+    Krippendorff's alpha, correlations, probes, with 95% CIs, and the items where the raters disagree."""
     import json
 
     from ..display import agreement_tables
     from ..grading import agree as ag
 
-    if sum(x is not None for x in (scores, run, judge)) != 1:
-        raise UsageError("give exactly one of --scores FILE, --run RUN_DIR or --judge ENV --model MODEL")
+    if sum(x is not None for x in (scores, run, judge)) > 1:
+        raise UsageError("give at most one of --scores FILE, --run RUN_DIR or --judge ENV --model MODEL "
+                         "(none: the annotators' agreement among themselves)")
+    grader = scores is not None or run is not None or judge is not None
+    if threshold is not None and not grader:
+        raise UsageError("--threshold only applies to a grader's scores (--scores, --run or --judge)")
     # --adversarial, --pairs and --limit are capped by the items there are; --repeats is not
     for name, v, low, high in (("--repeats", repeats, 1, MAX_REPEATS), ("--adversarial", adversarial, 0, None),
                                ("--pairs", pairs, 0, None), ("--limit", limit, 1, None),
@@ -341,38 +380,52 @@ def agree_cmd(
         raise UsageError("--save only applies with --judge (it writes the judge's scores)")
     if judge is not None and not model:
         raise UsageError("--judge needs --model (e.g. --model local)")
+    for name, given in (("--model", model), ("--temperature", temperature), ("--base-url", base_url),
+                        ("--api-key-env", api_key_env), ("--limit", limit)):
+        if given is not None and judge is None:
+            raise UsageError(f"{name} only applies with --judge")
     import math
 
     if scale is not None and scale not in ag.SCALES:  # checked before a judge runs for minutes
         raise UsageError(f"unknown scale {scale!r} (choose from: {', '.join(ag.SCALES)})")
-    if not math.isfinite(threshold):
-        raise UsageError(f"--threshold must be a finite number, got {threshold}")
+    if threshold is not None and not (math.isfinite(threshold) and (0 <= threshold <= 1 or scores is not None)):
+        raise UsageError(f"--threshold must be a number from 0 to 1 (a score >= it passes), got {threshold}")
     lab_path = ag.shipped_labels(labels)
     items_path = items or lab_path.with_name("items.jsonl")
     if save is not None:  # before judging: never replace an input, never fail after the work
         ag.check_save(save, {"--labels": lab_path, "--scores": scores, "--items": items_path})
-    lab = ag.load_labels(lab_path)
+    lab = ag.load_labels(lab_path, id_field=id_field, label_field=label_field, annotator_field=annotator_field)
+    options = {"scale": scale, "label_set": label_set, "reference": reference, "n_boot": boot, "seed": seed,
+               "strict": strict}
+    sc, asked = None, None
     if scores is not None:
-        sc = ag.load_scores(scores)
+        sc = ag.load_scores(scores, id_field=id_field)
+        ag.check_threshold(threshold, sc)
     elif run is not None:
         sc = ag.scores_from_run(run)
-    else:
+    elif judge is not None:
         if items is None and not items_path.exists():
             raise UsageError(f"--judge reads transcripts from --items FILE (there is no items.jsonl next to "
                              f"{str(lab_path)!r})")
         its = ag.load_items(items_path)[: limit]
+        data = ag.prepare_labels(lab, scale=scale, label_set=label_set)  # label errors before the judge runs
+        ref, _ = ag.reference_labels(data, reference)
         j = ag.resolve_judge(judge or "", model or "", base_url=base_url, api_key_env=api_key_env)
         j.temperature = temperature if temperature is not None else (0.7 if repeats > 1 else 0.0)
-        ref, _ = ag.reference_labels(lab, scale or ag.detect_scale(r["label"] for r in lab), reference)
         from rich.progress import Progress
 
-        with Progress(console=console, disable=json_out) as bar:
-            task = bar.add_task(f"judging with {model}", total=None)
-            sc = ag.run_judge(j, its, reference=ref, repeats=repeats, adversarial=adversarial, pairs=pairs,
-                              seed=seed, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        try:
+            with Progress(console=console, disable=json_out) as bar:
+                task = bar.add_task(f"judging with {model}", total=None)
+                sc = ag.run_judge(j, its, reference=ref if data.labelset.scale == "binary" else {}, repeats=repeats,
+                                  adversarial=adversarial, pairs=pairs, seed=seed,
+                                  on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        finally:  # also on Ctrl-C: the request in flight cancelled, a local judge's server stopped
+            ag.close_judge(j)
+        asked = [it["id"] for it in its]
         if save is not None:
             ag.write_jsonl(save, sc)
-    rep = ag.compare(lab, sc, scale=scale, threshold=threshold, reference=reference, n_boot=boot, seed=seed)
+    rep = ag.compare(lab, sc, threshold=0.5 if threshold is None else threshold, asked=asked, **options)
     causes = [f"  {c['count']} x {c['cause']}" + (f" (last reply: {c['example']})" if c["example"] else "")
               for c in rep.info.get("judge_error_causes", [])]
     if rep.n_items == 0:  # compare scores no item only when every judgement failed

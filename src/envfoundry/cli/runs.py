@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..core.errors import UsageError
+from . import vocabulary as V
 from ._common import (
     EnvArg,
     EnvArgOpt,
@@ -46,47 +46,39 @@ def run_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
     env_arg: EnvArgOpt = None,
-    model: Annotated[
-        Optional[str],
-        typer.Option(help="scripted:oracle|noop|random, local, local:PATH.gguf, openai:NAME "
-                     "(default: scripted:oracle, or the resumed run's)"),
-    ] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root (…/v1)")] = None,  # noqa: UP007
-    slots: Annotated[Optional[int], typer.Option(  # noqa: UP007
-        help="llama.cpp server processes for --model local (default: one per core, at most 4; "
-        "1 for local:PATH.gguf)")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the API key")] = None,  # noqa: UP007
-    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature")] = None,  # noqa: UP007
-    top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling")] = None,  # noqa: UP007
-    max_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn")] = None,  # noqa: UP007
-    model_seed: Annotated[Optional[int], typer.Option(help="fixed sampling seed (default: per rollout)")] = None,  # noqa: UP007
-    tool_mode: Annotated[Optional[str], typer.Option(  # noqa: UP007
-        help="auto, native or text tool calling (default: auto, or the resumed run's)")] = None,
-    split: Annotated[
-        Optional[str], typer.Option(help="task split (`calibrated`: the in-band tasks of --calibration; default: test)")
-    ] = None,
+    model: V.Model = None,
+    base_url: V.BaseUrl = None,
+    slots: V.Slots = None,
+    api_key_env: V.ApiKeyEnv = None,
+    temperature: V.Temperature = None,
+    top_p: V.TopP = None,
+    max_tokens: V.MaxTokens = None,
+    model_seed: V.ModelSeed = None,
+    tool_mode: V.ToolMode = None,
+    split: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        help="task split (`calibrated`: the in-band tasks of --calibration; default: test)")] = None,
     calibration: Annotated[
-        Optional[Path], typer.Option(help="an `envfoundry calibrate` output, for --split calibrated")
+        Optional[Path], typer.Option(help="an `envfoundry calibrate` output, for --split calibrated")  # noqa: UP007
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="first N tasks of the split")] = None,  # noqa: UP007
-    samples: Annotated[Optional[int], typer.Option(help="rollouts per task, a GRPO group (default: 1)")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(  # noqa: UP007
-        help="rollouts in flight at once (default: 32, or the resumed run's)")] = None,
-    workers: Annotated[
-        int, typer.Option(help="processes sharing the rollouts (for fast model servers: one process's CPU is the "
-                          "limit); concurrency is split among them")
-    ] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="run seed, tasks and rollouts (default: 0)")] = None,
-    task_seed: Annotated[int | None, typer.Option(help="task source seed (default: --seed)")] = None,  # noqa: UP007
-    timeout: Annotated[float | None, typer.Option(help="seconds per rollout")] = None,  # noqa: UP007
-    max_turns: Annotated[int | None, typer.Option(help="lower the env's turn limit")] = None,  # noqa: UP007
-    out: Annotated[Path | None, typer.Option(help="run directory (default runs/ENV-TIME)")] = None,  # noqa: UP007
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    limit: V.Limit = None,
+    samples: V.Samples = None,
+    concurrency: V.Concurrency = None,
+    workers: V.Workers = 1,
+    seed: V.Seed = None,
+    task_seed: V.TaskSeed = None,
+    timeout: V.Timeout = None,
+    max_turns: V.MaxTurns = None,
+    max_errors: V.MaxErrors = None,
+    out: V.Out = None,
+    resume: V.Resume = False,
+    force: V.Force = False,
+    quiet: V.Quiet = False,
 ) -> None:
-    """Run tasks x samples rollouts of ENV with a policy and store them."""
+    """Run tasks x samples rollouts of ENV with a model and store them (--model is required; on --resume the
+    stored one). Exit 1 when more rollouts end in errors than --max-errors allows (default: none)."""
     from ..display import RichProgress, summary_table
-    from ..rollout.run import evaluate
+    from ..rollout.run import evaluate, parse_max_errors
+    from .output import default_out, env_stem, prepare_out
 
     stored_run = None
     if resume:
@@ -98,13 +90,15 @@ def run_cmd(
         if env is None and env_opt is None:  # the stored run knows its environment
             env = stored_run.env_spec
     spec = _env_spec(env, env_opt)
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be >= 1, got {limit}")
+    tolerance = parse_max_errors(max_errors) if max_errors is not None else 0
     check_model_options(tool_mode, temperature, top_p, max_tokens)
+    if stored_run is None and model is None:
+        raise UsageError("run needs --model: local (the embedded SmolLM2), local:PATH.gguf, openai:NAME with "
+                         "--base-url, or scripted:oracle|noop|random (scripted:oracle follows the reference "
+                         "solution: a check of the environment, not of a model)")
     if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = Path(spec.split(":")[0]).stem if ":" in spec else spec
-        out = Path("runs") / f"{name}-{stamp}"
+        out = default_out("runs", env_stem(spec))
+    prepare_out(out, command="run", resume=resume, force=force, spec=spec)
     if stored_run is not None:  # the stored run decides; options that would change it are refused, not ignored
         m = stored_run
         given = {"--samples": (samples, m.samples), "--seed": (seed, m.seed), "--limit": (limit, m.limit),
@@ -115,17 +109,20 @@ def run_cmd(
                 raise UsageError(f"{name} {v} differs from the run in {str(out)!r} ({stored}); resume without it "
                                  "or choose another --out")
         model = model or str(m.policy.get("spec", "scripted:oracle"))
-    model = model or "scripted:oracle"
+    assert model is not None
     split = split or "test"
     samples = 1 if samples is None else samples
     seed = 0 if seed is None else seed
     note_workers(workers, concurrency)
-    progress = None if quiet else RichProgress(console)
+    if not quiet:
+        err.print(f"{'continuing' if resume else 'writing'} the run in [bold]{_escape(str(out))}[/bold]",
+                  soft_wrap=True)
+    progress = None if quiet else RichProgress(err)
     run = evaluate(
         spec, model=model, out=out, split=split, limit=limit, samples=samples,
         concurrency=concurrency, seed=seed, task_seed=task_seed, timeout_s=timeout,
         max_turns=max_turns, resume=resume, progress=progress, env_args=_env_args(env_arg),
-        calibration=calibration, workers=workers,
+        calibration=calibration, workers=workers, max_errors=tolerance, strict_limit=True,
         model_options={
             "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
             "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": model_seed},
@@ -134,6 +131,9 @@ def run_cmd(
     )
     console.print(summary_table(run.summary, title=f"{run.manifest.env} - {model}"))
     console.print(f"run stored in [bold]{_escape(str(run.path))}[/bold]")
+    if run.failure is not None:
+        err.print(f"[red]error:[/red] {_escape(run.failure)}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command("show")
@@ -141,7 +141,7 @@ def show_cmd(
     run: Annotated[Path, typer.Argument(help="run directory")],
     failed: Annotated[bool, typer.Option("--failed", help="only failed or errored rollouts")] = False,
     task: Annotated[str | None, typer.Option("--task", help="show this task's rollouts in full")] = None,  # noqa: UP007
-    limit: Annotated[int, typer.Option(help="rows in the table")] = 50,
+    limit: Annotated[int, typer.Option(help="rows in the table (range: >= 0)")] = 50,
 ) -> None:
     """Show a run's summary and trajectories."""
     from ..display import records_table, summary_table, trajectory_panel

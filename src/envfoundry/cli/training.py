@@ -2,41 +2,43 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..core.errors import UsageError
-from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console
+from . import vocabulary as V
+from ._common import EnvArg, EnvArgOpt, EnvOpt, _env_args, _env_spec, _escape, app, console, err
 
 
 @app.command("train")
 def train_cmd(
     env: EnvArg = None,
     env_opt: EnvOpt = None,
-    model: Annotated[Optional[str], typer.Option(
-        help="smollm2 (embedded GGUF), PATH.gguf or a local HF model dir (default: smollm2)")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="optimizer steps (default: 30)")] = None,
-    group_size: Annotated[Optional[int], typer.Option(help="completions per task, a GRPO group (default: 4)")] = None,
-    batch: Annotated[Optional[int], typer.Option(
-        help="completions per step (a multiple of --group-size) (default: 8)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="learning rate (default 1e-5, LoRA 1e-4)")] = None,
+    model: Annotated[Optional[str], V._opt(
+        "--model", "local (the embedded SmolLM2), local:PATH.gguf, PATH.gguf or a local HF model folder "
+        "(default: local)")] = None,
+    steps: Annotated[Optional[int], V._opt("--steps", "optimizer steps (default: 30)")] = None,
+    samples: Annotated[Optional[int], V._opt("--samples", "completions per task, a GRPO group (default: 4)")] = None,
+    batch: Annotated[Optional[int], V._opt("--batch", "completions per step (a multiple of --samples) (default: 8)")
+                     ] = None,
+    lr: Annotated[Optional[float], V._opt("--lr", "learning rate (default 1e-5, LoRA 1e-4)")] = None,
     lora: Annotated[Optional[bool], typer.Option(
         "--lora/--full", help="LoRA adapters or all weights (default: full)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed (tasks, episodes, trainer) (default: 0)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/train-ENV-TIME)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the training in --out")] = False,
-    max_completion_tokens: Annotated[Optional[int], typer.Option(
-        help="tokens per completion (whole episode) (default: 256)")] = None,
-    max_turn_tokens: Annotated[Optional[int], typer.Option(help="tokens per model turn (multi-turn)")] = None,
-    temperature: Annotated[Optional[float], typer.Option(
-        help="sampling temperature while training (default: 1.0)")] = None,
-    beta: Annotated[Optional[float], typer.Option(
-        help="KL coefficient (0: no reference model) (default: 0.0)")] = None,
-    eval_tasks: Annotated[Optional[int], typer.Option(
-        help="held-out test tasks evaluated before and after (default: 300)")] = None,
+    seed: Annotated[Optional[int], V._opt("--seed", "seed: tasks, episodes, trainer (default: 0)")] = None,
+    out: Annotated[Optional[Path], V._opt("--out", "output folder (default: a new runs/train-ENV-TIME)")] = None,
+    resume: V.Resume = False,
+    force: V.Force = False,
+    max_completion_tokens: Annotated[Optional[int], V._opt(
+        "--max-completion-tokens", "tokens per completion (whole episode) (default: 256)")] = None,
+    max_tokens: Annotated[Optional[int], V._opt("--max-tokens", "tokens per model turn (multi-turn)")] = None,
+    temperature: Annotated[Optional[float], V._opt(
+        "--temperature", "sampling temperature while training (> 0; default: 1.0)")] = None,
+    beta: Annotated[Optional[float], V._opt("--beta", "KL coefficient (0: no reference model) (default: 0.0)")
+                    ] = None,
+    eval_limit: Annotated[Optional[int], V._opt(
+        "--eval-limit", "held-out test tasks evaluated before and after (0: none; default: 300)")] = None,
     levels: Annotated[Optional[str], typer.Option(help="difficulty levels, e.g. 1,2 (= --env-arg levels=...)")] = None,
     env_arg: EnvArgOpt = None,
     calibration: Annotated[
@@ -44,10 +46,13 @@ def train_cmd(
         typer.Option(help="train on a calibrate output's in-band tasks (default: quality/ENV/calibration if it fits)"),
     ] = None,
     no_calibration: Annotated[bool, typer.Option("--no-calibration", help="train on the train split")] = False,
-    save_every: Annotated[Optional[int], typer.Option(help="checkpoint every N steps (default: 10)")] = None,
+    save_every: Annotated[Optional[int], V._opt("--save-every", "checkpoint every N steps (default: 10)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda[:N] or mps (default: cuda when available)")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    threads: V.Threads = None,
+    quiet: V.Quiet = False,
+    group_size_old: Annotated[Optional[int], V.hidden("--group-size")] = None,
+    eval_tasks_old: Annotated[Optional[int], V.hidden("--eval-tasks")] = None,
+    max_turn_tokens_old: Annotated[Optional[int], V.hidden("--max-turn-tokens")] = None,
 ) -> None:
     """GRPO-train a model on ENV with TRL; evaluate on held-out tasks before and after; write a report.
 
@@ -62,6 +67,12 @@ def train_cmd(
     from ..train.model import check_device, check_train_installed
     from ..train.run import TrainConfig, absolute_model, stored_config, train
 
+    group_size = V.renamed(samples, group_size_old, "--group-size", "--samples")
+    eval_tasks = V.renamed(eval_limit, eval_tasks_old, "--eval-tasks", "--eval-limit")
+    max_turn_tokens = V.renamed(max_tokens, max_turn_tokens_old, "--max-turn-tokens", "--max-tokens")
+    if model == "smollm2":
+        err.print("note: --model smollm2 is now --model local; the old name goes away in the next release")
+        model = "local"
     if resume and out is None:
         raise UsageError("--resume needs --out DIR (the training to continue)")
     stored = stored_config(out, resume) if resume and out is not None else None
@@ -74,12 +85,12 @@ def train_cmd(
         args = dict(stored.env_args)
     if calibration is not None and no_calibration:
         raise UsageError("give --calibration DIR or --no-calibration, not both")
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
     check_device(device)  # train() checks all again; these before looking for a calibration
+    from .output import default_out, env_stem, prepare_out
+
     if out is None:
-        name = Path(spec.split(":")[0]).stem if ":" in spec else spec
-        out = Path("runs") / f"train-{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        out = default_out("runs", f"train-{env_stem(spec)}")
+    prepare_out(out, command="train", resume=resume, force=force, spec=spec)
     if not resume:
         stored_config(out, resume)  # a non-empty --out is refused before anything else
     if stored is not None and calibration is None and not no_calibration:

@@ -41,6 +41,11 @@ class ServerUnreachable(PolicyError):
     is down (a router of several servers stops sending it requests)."""
 
 
+class ModelServerDied(EnvfoundryError):
+    """A model server that this run started (the local model) is down: the run stops (exit code 1)
+    rather than record rollouts against a dead server. The stored rollouts are kept for ``--resume``."""
+
+
 class StoreError(UsageError):
     """The run directory cannot be used as asked (not empty without --resume, manifest mismatch)."""
 

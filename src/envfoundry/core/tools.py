@@ -51,6 +51,8 @@ class Tool:
                 raise ToolCallError(
                     f"tool '{self.name}': arguments are not valid JSON ({e.msg} at char {e.pos})"
                 ) from None
+            except RecursionError:  # the model's mistake, not the environment's
+                raise ToolCallError(f"tool '{self.name}': arguments are nested too deeply") from None
         if not isinstance(arguments, dict):
             raise ToolCallError(
                 f"tool '{self.name}': arguments must be a JSON object, got {type(arguments).__name__}"
@@ -58,7 +60,13 @@ class Tool:
         try:
             model = self.args_model.model_validate(arguments)
         except ValidationError as e:
-            raise ToolCallError(self._explain(e)) from None
+            try:
+                why = self._explain(e)
+            except RecursionError:  # the repr of a deeply nested value
+                why = f"tool '{self.name}': arguments are nested too deeply"
+            raise ToolCallError(why) from None
+        except RecursionError:
+            raise ToolCallError(f"tool '{self.name}': arguments are nested too deeply") from None
         return {k: getattr(model, k) for k in self.arg_types}
 
     def _explain(self, err: ValidationError) -> str:
@@ -98,6 +106,7 @@ def make_tool(
             f"`def {fn.__name__}(ep, ...)`"
         )
     hints = get_type_hints(fn)
+    full = get_type_hints(fn, include_extras=True)  # keeps Annotated constraints (Field(ge=1), conint)
     fields: dict[str, Any] = {}
     arg_types: dict[str, str] = {}
     for p in params[1:]:
@@ -109,7 +118,7 @@ def make_tool(
                 "JSON schema can be derived"
             )
         default = ... if p.default is p.empty else p.default
-        fields[p.name] = (hints[p.name], default)
+        fields[p.name] = (full[p.name], default)
         arg_types[p.name] = _type_name(hints[p.name])
     tool_name = name or fn.__name__
     model = create_model(f"{tool_name}_args", __base__=_ArgsBase, **fields)

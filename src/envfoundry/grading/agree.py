@@ -1,18 +1,22 @@
-"""``envfoundry agree``: how far a grader (an LLM judge, an environment's grader) agrees with labels.
+"""``envfoundry agree``: how far a grader (an LLM judge, an environment's grader) agrees with labels,
+and how far annotators agree with each other.
 
-Inputs are JSON lines. Labels: ``{"id", "label", "annotator"}`` (binary, ordinal or continuous
-labels; optional ``"rubric": {item: bool}``); several annotators may label the same item and any
-may skip items. Scores: ``{"id", "score", "passed"?, "label"?, "repeat"?, "rubric"?}`` per
+Labels: ``{"id", "label", "annotator"}`` records, from JSON Lines or CSV with the columns named as
+the user likes (:func:`~.labels.load_labels`); several annotators may label the same item and any
+may skip items. The label set and scale are declared or inferred, then enforced
+(:mod:`.labelset`). Scores: ``{"id", "score", "passed"?, "label"?, "repeat"?, "rubric"?}`` per
 judgement (several repeats per item measure self-consistency), plus probe records:
 ``{"kind": "adversarial", "id", "probe", "passed"}`` and ``{"kind": "pair", "pair", "better",
 "order": "ab"|"ba", "choice": 0|1}`` (the position the judge preferred). They come from a file, a
-run directory, or from running a rubric judge over stored transcripts (:func:`run_judge`).
+run directory, or from running a rubric judge over stored transcripts (:func:`run_judge`). Without
+scores, the report is the annotators' agreement among themselves (:mod:`.raters`).
 
 The reference label of an item is that of the annotator named ``gold`` or ``ground_truth`` when
 present, else the given ``reference`` annotator, else the majority of the annotators. Every
-metric comes with a seeded bootstrap 95% interval (:mod:`.agreement`). Running a judge over
-transcripts, with the adversarial and pairwise probes, lives in :mod:`.judge_runs`; reading the
-label and score files in :mod:`.labels`.
+metric comes with a seeded bootstrap 95% interval (:mod:`.agreement`). Input that cannot mean what
+it says is a UsageError with counts and examples; input a user may want to go on with (unmatched
+ids, spellings that differ in case, grader labels no annotator used) is a warning, an error with
+``strict``.
 """
 
 from __future__ import annotations
@@ -21,31 +25,36 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
 from typing import Any
 
 from ..core.errors import UsageError
 from ..core.seeding import derive_seed
 from . import agreement as m
-from .judge_runs import PROBES, resolve_judge, run_judge
+from .judge_runs import PROBES, close_judge, resolve_judge, run_judge
 from .labels import (
     SCALES,
+    Problems,
+    _id_value,
     check_save,
     load_items,
     load_jsonl,
     load_labels,
     load_scores,
+    number,
+    parse_label,
     scores_from_run,
     shipped_labels,
     write_jsonl,
 )
+from .labelset import LabelSet, build_label_set, fmt, infer_scale, parse_label_set
 
 REFERENCE_NAMES = ("gold", "ground_truth")
 #: the most bootstrap resamples ``compare`` takes (more only costs time)
 MAX_BOOT = 100_000
-__all__ = ["MAX_BOOT", "PROBES", "SCALES", "AgreementReport", "Metric", "check_save", "compare", "detect_scale",
-           "error_causes", "load_items", "load_jsonl", "load_labels", "load_scores", "reference_labels",
-           "resolve_judge", "run_judge", "scores_from_run", "shipped_labels", "write_jsonl"]
+__all__ = ["MAX_BOOT", "PROBES", "SCALES", "AgreementReport", "LabelData", "Metric", "check_save", "close_judge",
+           "compare", "detect_scale", "error_causes", "load_items", "load_jsonl", "load_labels", "load_scores",
+           "prepare_labels", "reference_labels", "resolve_judge", "run_judge", "scores_from_run", "shipped_labels",
+           "write_jsonl"]
 
 
 @dataclass
@@ -60,15 +69,23 @@ class Metric:
 
 @dataclass
 class AgreementReport:
+    """What ``agree`` found. ``mode``: ``"grader"`` (a grader against the reference labels) or
+    ``"annotators"`` (annotators among themselves). ``disagreements``: the items where the raters
+    (annotators, and the grader) do not all give the same label, most contested first."""
+
     scale: str
     reference: str
     n_items: int
+    mode: str = "grader"
+    label_set: list[str] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     confusion: dict[str, Any] | None = None
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     per_rubric: list[dict[str, Any]] = field(default_factory=list)
     raters: list[dict[str, Any]] = field(default_factory=list)
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str) -> Metric | None:
@@ -94,88 +111,230 @@ def _json_safe(obj: Any) -> Any:
 
 
 def detect_scale(values: Iterable[Any]) -> str:
-    vals = [v for v in values if v is not None]
-    if all(isinstance(v, bool) or v in (0, 1) for v in vals):
-        return "binary"
-    if all(isinstance(v, (int, float)) and float(v).is_integer() for v in vals) and len(set(vals)) <= 10:
-        return "ordinal"
-    if all(isinstance(v, (int, float)) for v in vals):
-        return "continuous"
-    return "nominal"
+    """The scale inferred for these labels (:func:`.labelset.infer_scale`)."""
+    return infer_scale(list(values))
 
 
-def _norm(v: Any, scale: str) -> Any:
-    if v is None:
-        return None
-    if scale == "binary":
-        return int(bool(v))
-    if scale in ("ordinal", "continuous"):
-        return float(v)
-    return str(v)
+class Warn:
+    """Collects warnings about the input; with ``strict`` the first one is a UsageError."""
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self.messages: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        if self.strict:
+            raise UsageError(f"{message} (an error with --strict)")
+        self.messages.append(message)
 
 
-def reference_labels(labels: list[dict[str, Any]], scale: str,
-                     reference: str | None = None) -> tuple[dict[str, Any], str]:
-    by_ann: dict[str, dict[str, Any]] = defaultdict(dict)
-    for r in labels:
-        by_ann[r["annotator"]][r["id"]] = _norm(r["label"], scale)
-    name = reference or next((n for n in REFERENCE_NAMES if n in by_ann), None)
+@dataclass
+class LabelData:
+    """Labels checked and coded: ``by[annotator][item id]`` is a code of ``labelset``."""
+
+    labelset: LabelSet
+    by: dict[str, dict[str, float]]
+    ids: list[str]
+    rubric: dict[tuple[str, str], dict[str, bool]]
+    info: dict[str, Any]
+    notes: list[str]
+
+
+def prepare_labels(labels: list[dict[str, Any]], *, scale: str | None = None,
+                   label_set: str | Sequence[Any] | None = None, warn: Callable[[str], None] | None = None
+                   ) -> LabelData:
+    """Check and code label records (``{"id", "label", "annotator"?, "where"?, "rubric"?}``): the
+    label set and scale (declared or inferred), and one label per item and annotator (a repeat with
+    the same label counts once; with another label it is an error)."""
+    warn = warn or Warn()
+    bad = Problems()
+    recs = []
+    for k, r in enumerate(labels, 1):
+        where = r.get("where") or f"label record {k}"
+        rid = _id_value(r.get("id"))
+        if rid is None:
+            bad.add("label record(s) with no 'id' (text or a whole number)", where, r.get("id"))
+            continue
+        try:
+            v = parse_label(r.get("label"))
+        except ValueError as e:
+            bad.add(f"label(s) {e}", where, r.get("label"))
+            continue
+        ann = _id_value(r.get("annotator", "annotator"))
+        if ann is None:
+            bad.add("label record(s) whose 'annotator' is not a name", where, r.get("annotator"))
+            continue
+        recs.append((where, rid, ann, v, r.get("rubric")))
+    bad.raise_if_any()
+    observed = [(w, v) for w, _, _, v, _ in recs if v is not None]
+    if not observed:
+        raise UsageError("no labels to compare with (every label is missing)")
+    declared = parse_label_set(label_set) if isinstance(label_set, str) else (
+        None if label_set is None else [parse_label(v) for v in label_set])
+    ls = build_label_set(observed, scale=scale, declared=declared)
+    for w in ls.warnings:
+        warn(w)
+    by: dict[str, dict[str, float]] = {}
+    first: dict[tuple[str, str], str] = {}
+    rubric: dict[tuple[str, str], dict[str, bool]] = {}
+    conflict = Problems()
+    missing = repeated = 0
+    for where, rid, ann, v, rub in recs:
+        if v is None:
+            missing += 1
+            continue
+        c = ls.code(v)
+        assert c is not None  # the set was built from (or checked against) these labels
+        prev = by.setdefault(ann, {}).get(rid)
+        if prev is not None:
+            if prev == c:
+                repeated += 1
+            else:
+                conflict.add("item(s) labelled twice by one annotator with different labels",
+                             f"{first[(ann, rid)]} and {where}", text=f"{rid!r} by {ann!r}: {ls.show(prev)} vs "
+                                                                      f"{ls.show(c)}")
+            continue
+        by[ann][rid] = c
+        first[(ann, rid)] = where
+        if rub:
+            rubric[(ann, rid)] = {str(key): bool(val) for key, val in rub.items()}
+    conflict.raise_if_any("keep one label per item and annotator, or tell the annotators apart")
+    notes = list(ls.notes)
+    if missing:
+        notes.append(f"{missing} missing label(s) (empty or null) left out")
+    if repeated:
+        notes.append(f"{repeated} repeated label(s) (same item, annotator and label) counted once")
+    ids = list(dict.fromkeys(rid for _, rid, _, v, _ in recs if v is not None))
+    info = {"labelled_items": len(ids), "annotators": sorted(by), "label_set": [fmt(v) for v in ls.values]
+            if ls.scale != "continuous" else None, "label_map": ls.label_map(), "declared_label_set": ls.declared,
+            "missing_labels": missing, "repeated_labels": repeated}
+    return LabelData(ls, by, ids, rubric, info, notes)
+
+
+def reference_labels(data: LabelData, reference: str | None = None) -> tuple[dict[str, float], str]:
+    """Per item, the reference label's code, and whose it is: the annotator named ``reference``,
+    else ``gold`` or ``ground_truth``, else the majority (ties: the first annotator's; continuous
+    labels: the mean)."""
+    by = data.by
+    name = reference or next((n for n in REFERENCE_NAMES if n in by), None)
     if name is not None:
-        if name not in by_ann:
-            raise UsageError(f"no annotator {name!r} in the labels (annotators: {', '.join(by_ann)})")
-        return dict(by_ann[name]), name
-    if len(by_ann) == 1:
-        (name, ref), = by_ann.items()
+        if name not in by:
+            raise UsageError(f"no annotator {name!r} in the labels (annotators: {', '.join(by)})")
+        return dict(by[name]), name
+    if len(by) == 1:
+        (name, ref), = by.items()
         return dict(ref), name
-    order = list(by_ann)
-    ref: dict[str, Any] = {}
-    for i in dict.fromkeys(r["id"] for r in labels):
-        vals = [by_ann[a][i] for a in order if i in by_ann[a]]
-        if scale == "continuous":
-            ref[i] = sum(vals) / len(vals)
-        else:
-            top = Counter(vals).most_common()
-            ref[i] = next(v for v in vals if Counter(vals)[v] == top[0][1])  # ties: the first annotator's
-    return ref, "majority"
+    out: dict[str, float] = {}
+    for i in data.ids:
+        vals = [by[a][i] for a in by if i in by[a]]
+        out[i] = sum(vals) / len(vals) if data.labelset.scale == "continuous" else _mode(vals)
+    return out, "majority"
 
 
-def _grader_labels(scores: list[dict[str, Any]], scale: str, threshold: float) -> tuple[
-        dict[str, Any], dict[str, float], dict[str, list[Any]], dict[str, dict[str, bool]], list[dict[str, Any]]]:
-    """Per item: the grader's label (majority of repeats), mean score, all repeats, rubric answers;
-    and the failed judgements."""
-    reps: dict[str, list[Any]] = defaultdict(list)
+def _mode(vals: list[Any]) -> Any:
+    """The commonest value; ties: the first given."""
+    counts = Counter(vals)
+    top = max(counts.values())
+    return next(v for v in vals if counts[v] == top)
+
+
+def _nearest(ls: LabelSet, x: float) -> float:
+    """A score placed on a numeric ordinal scale: rounded half up for whole-number labels, else
+    the nearest label."""
+    if all(float(v).is_integer() for v in ls.values):
+        return float(math.floor(x + 0.5))
+    return float(min(ls.values, key=lambda v: (abs(v - x), v)))
+
+
+def _grader_labels(scores: list[dict[str, Any]], ls: LabelSet, threshold: float, warn: Callable[[str], None]
+                   ) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]], dict[str, dict[str, bool]],
+                              list[dict[str, Any]]]:
+    """Per item: the grader's label code (majority of repeats), mean score, all repeats, rubric
+    answers; and the failed judgements. Verdicts that cannot be read on the labels' scale are a
+    UsageError with counts and examples."""
+    reps: dict[str, list[float]] = defaultdict(list)
     raw: dict[str, list[float]] = defaultdict(list)
     rub: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     errors = []
-    for r in scores:
-        if r.get("kind", "item") != "item":
+    bad, unseen = Problems(), Problems()
+    nums: list[float] = []
+    scale, shown = ls.scale, ls.describe()
+    for k, r in enumerate(scores, 1):
+        if (r.get("kind") or "item") != "item":
             continue
         if r.get("error"):
             errors.append(r)
             continue
+        where = r.get("where") or f"score record {k}"
         score = r.get("score")
-        if r.get("label") is not None:
-            lab = _norm(r["label"], scale)
-        elif scale == "binary":
-            lab = int(bool(r["passed"])) if "passed" in r else int(float(score) >= threshold)
-        elif scale == "continuous":
-            lab = float(score)
+        num = None if score is None or isinstance(score, bool) else number(score)
+        if score is not None and num is None:
+            bad.add("'score'(s) not a finite number (a text verdict goes in 'label')", where, score)
+            continue
+        try:
+            lab = parse_label(r.get("label"))
+        except ValueError as e:
+            bad.add(f"grader 'label'(s) {e}", where, r.get("label"))
+            continue
+        code: float | None
+        if lab is not None:
+            code = ls.code(lab)
+            if code is None and scale == "nominal" and not ls.declared:
+                code = ls.add(lab)
+                unseen.add("grader label(s) that no annotator used", where, lab)
+            elif code is not None and scale == "ordinal" and not ls.known(lab):
+                unseen.add("grader label(s) that no annotator used", where, lab)
+            if code is None:
+                what = ("outside the label set" if ls.declared else f"not on the labels' {scale} scale")
+                bad.add(f"grader label(s) {what} {shown}", where, lab)
+                continue
+        elif "passed" in r and scale in ("binary", "nominal"):
+            code = ls.passed_code(bool(r["passed"]))
+            if code is None:
+                bad.add(f"pass/fail verdict(s) that cannot be read as the categories {shown} (give the grader's "
+                        "category in 'label')", where)
+                continue
+        elif num is not None:
+            if scale == "binary":
+                code = float(num >= threshold)
+            elif scale == "nominal":
+                code = ls.passed_code(num >= threshold)
+                if code is None:
+                    bad.add(f"score(s) that cannot be read as the categories {shown} (give the grader's category in "
+                            "'label')", where, score)
+                    continue
+            elif scale == "ordinal" and not ls.numeric:
+                bad.add(f"score(s) that cannot be placed on the ordered text labels {shown} (give the grader's "
+                        "label in 'label')", where, score)
+                continue
+            else:
+                code = _nearest(ls, num) if scale == "ordinal" else float(num)
+                if ls.declared and not ls.known(code):
+                    bad.add(f"score(s) outside the label set {shown}", where, score)
+                    continue
+                nums.append(num)
         else:
-            lab = _norm(round(float(score)), scale) if scale == "ordinal" else str(score)
+            bad.add(f"'passed' verdict(s) with no 'score' cannot be compared with {scale} labels", where)
+            continue
         i = str(r["id"])
-        reps[i].append(lab)
-        raw[i].append(float(score) if score is not None else float(lab))
-        for k, v in (r.get("rubric") or {}).items():
-            rub[i][k].append(bool(v))
+        reps[i].append(code)
+        raw[i].append(float(num) if num is not None else code)
+        for key, val in (r.get("rubric") or {}).items():
+            rub[i][key].append(bool(val))
+    bad.raise_if_any("use --scale nominal to compare text labels as categories" if scale == "binary" else "")
+    if unseen:
+        warn(unseen.lines()[0])
+    if nums and ls.numeric and scale in ("ordinal", "continuous"):
+        lo, hi = min(ls.values), max(ls.values)
+        if (0 <= min(nums) and max(nums) <= 1 and (hi > 1 or lo < 0)) or max(nums) < lo or min(nums) > hi:
+            warn(f"the grader's scores lie in [{fmt(min(nums))}, {fmt(max(nums))}] but the labels run from {fmt(lo)} "
+                 f"to {fmt(hi)}: on different scales agreement means little (rescale the scores, or give the "
+                 "grader's label in 'label')")
     label, mean = {}, {}
     for i, vals in reps.items():
-        if scale == "continuous":
-            label[i] = sum(vals) / len(vals)
-        else:
-            top = Counter(vals).most_common(1)[0][1]
-            label[i] = next(v for v in vals if Counter(vals)[v] == top)
+        label[i] = sum(vals) / len(vals) if scale == "continuous" else _mode(vals)
         mean[i] = sum(raw[i]) / len(raw[i])
-    rubric = {i: {k: sum(v) * 2 > len(v) for k, v in d.items()} for i, d in rub.items()}
+    rubric = {i: {key: sum(v) * 2 > len(v) for key, v in d.items()} for i, d in rub.items()}
     return label, mean, dict(reps), rubric, errors
 
 
@@ -210,38 +369,72 @@ def _alpha(level: str) -> Callable[..., float]:
     return f
 
 
-def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]], *, scale: str | None = None,
-            threshold: float = 0.5, reference: str | None = None, n_boot: int = 1000, seed: int = 0) -> AgreementReport:
-    """The full agreement report of ``scores`` against ``labels``. A UsageError when the scores hold
-    no item score, or none of their ids is labelled; when every judgement failed, a report of no
-    items whose ``info`` counts the failures and their commonest causes."""
+def _loose(i: str) -> str:
+    """An id compared loosely, for hints only: no case, spaces, leading zeros or ``.0``."""
+    s = "".join(i.split()).casefold()
+    n = number(s)
+    return str(n) if isinstance(n, int) else s.lstrip("0") or s
+
+
+def _unmatched_hint(labelled: Iterable[str], scored: Iterable[str]) -> str:
+    loose = {_loose(i): i for i in labelled}
+    pairs = [(loose[_loose(s)], s) for s in scored if _loose(s) in loose and loose[_loose(s)] != s]
+    if not pairs:
+        return ""
+    a, b = pairs[0]
+    return (f"; {len(pairs)} more would match ignoring case, spaces, leading zeros or '.0' (e.g. label {a!r} and "
+            f"score {b!r}): write the ids the same way in both files")
+
+
+def _examples(ids: Iterable[str], n: int = 3) -> str:
+    ids = list(ids)
+    return ", ".join(repr(i) for i in ids[:n]) + (", ..." if len(ids) > n else "")
+
+
+def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]] | None = None, *, scale: str | None = None,
+            label_set: str | Sequence[Any] | None = None, threshold: float = 0.5, reference: str | None = None,
+            n_boot: int = 1000, seed: int = 0, strict: bool = False, asked: Iterable[str] | None = None
+            ) -> AgreementReport:
+    """The agreement report of ``scores`` against ``labels``; without ``scores``, of the annotators
+    among themselves. ``asked``: the ids the grader was asked to score (a judge over a subset);
+    labelled items outside it are not reported as unscored. A UsageError when the input cannot be
+    compared (no item scores, no matching id, labels off the scale); when every judgement failed,
+    a report of no items whose ``info`` counts the failures and their commonest causes."""
     import numpy as np
 
-    if scale is not None and scale not in SCALES:
-        raise UsageError(f"unknown scale {scale!r} (choose from: {', '.join(SCALES)})")
+    from .raters import annotators_report, disagreements, rater_alphas, rater_pairs
+
     if not math.isfinite(threshold):
         raise UsageError(f"the threshold must be a finite number, got {threshold}")
     if not 1 <= n_boot <= MAX_BOOT:
         raise UsageError(f"the number of bootstrap resamples must be between 1 and {MAX_BOOT}, got {n_boot}")
-
     if not labels:
         raise UsageError("no labels to compare with")
-    scale = scale or detect_scale(r["label"] for r in labels)
-    ref, ref_name = reference_labels(labels, scale, reference)
-    glab, gscore, reps, grub, failed = _grader_labels(scores, scale, threshold)
+    warn = Warn(strict)
+    data = prepare_labels(labels, scale=scale, label_set=label_set, warn=warn)
+    ls = data.labelset
+    if scores is None:
+        rep = annotators_report(data, n_boot=n_boot, seed=seed, reference=reference)
+        rep.warnings[:0] = warn.messages
+        return rep
+    ref, ref_name = reference_labels(data, reference)
+    glab, gscore, reps, grub, failed = _grader_labels(scores, ls, threshold, warn)
     errors = len(failed)
     judged = sum(len(v) for v in reps.values()) + errors
     scored = list(glab)
+    aliased = False
     if glab and not any(i in ref for i in glab):  # run-store ids are TASK:SAMPLE; labels may name the task
         alias = {i.rsplit(":", 1)[0]: i for i in glab if i.endswith(":0")}
-        glab = {k: glab[v] for k, v in alias.items()}
-        gscore = {k: gscore[v] for k, v in alias.items()}
+        if any(a in ref for a in alias):
+            glab = {k: glab[v] for k, v in alias.items()}
+            gscore = {k: gscore[v] for k, v in alias.items()}
+            aliased = len(alias) < len(scored)
     ids = [i for i in ref if i in glab]
-    rep = AgreementReport(scale, ref_name, len(ids))
-    rep.info = {"labelled_items": len(ref), "scored_items": len(glab), "matched": len(ids), "judgements": judged,
+    rep = AgreementReport(ls.scale, ref_name, len(ids), label_set=[fmt(v) for v in ls.values])
+    rep.notes = list(data.notes)
+    rep.info = {**data.info, "scored_items": len(glab), "matched": len(ids), "judgements": judged,
                 "judge_errors": errors, "judge_error_causes": error_causes(r["error"] for r in failed),
-                "annotators": sorted({r["annotator"] for r in labels}), "threshold": threshold, "n_boot": n_boot,
-                "seed": seed}
+                "threshold": threshold, "n_boot": n_boot, "seed": seed}
     if not scored:
         if not errors:
             raise UsageError("the scores hold no item scores (records with an 'id' and a 'score', 'passed' or "
@@ -252,55 +445,76 @@ def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]], *, scale
     if not ids:
         raise UsageError(f"no id matches between the labels and the scores: the labels have {len(ref)} item id(s) "
                          f"(e.g. {next(iter(ref))!r}), the scores {len(scored)} (e.g. {scored[0]!r}); are they "
-                         "from the same environment and set?")
+                         "from the same environment and set?" + _unmatched_hint(ref, scored))
+    if aliased:
+        rep.notes.append("the labels name tasks and the scores are a run's TASK:SAMPLE: sample 0 of each task is "
+                         "compared")
+    failed_ids = {str(r["id"]) for r in failed}
+    want = [i for i in ref if asked is None or i in set(asked)]
+    unscored = [i for i in want if i not in glab and i not in failed_ids]
+    unlabelled = [i for i in glab if i not in ref]
+    if unscored:
+        warn(f"only {len(ids)} of {len(want)} labelled item(s) have a score: {len(unscored)} have none (e.g. "
+             f"{_examples(unscored)})" + _unmatched_hint(unscored, unlabelled))
+    if unlabelled:
+        warn(f"{len(unlabelled)} of {len(glab)} scored item(s) have no reference label (e.g. {_examples(unlabelled)})")
     y = np.array([ref[i] for i in ids])
     g = np.array([glab[i] for i in ids])
     s = np.array([gscore[i] for i in ids])
     nb = {"n_boot": n_boot, "seed": seed}
     mets = rep.metrics
-    if scale != "continuous":
+    level = ls.level
+    if ls.scale != "continuous":
         mets.append(_metric("accuracy", m.accuracy, y, g, **nb))
         mets.append(_metric("cohen_kappa", lambda a, b: m.cohen_kappa(a, b), y, g, **nb))
-        if scale == "ordinal":
+        if ls.scale == "ordinal":
             for w in ("linear", "quadratic"):
                 mets.append(_metric(f"cohen_kappa_{w}", lambda a, b, w=w: m.cohen_kappa(a, b, weights=w), y, g, **nb))
-        labs = m.unique_labels(y, g)
-        rep.confusion = {"labels": labs, "matrix": m.confusion_matrix(y, g, labs).tolist()}
-        rep.per_class = {str(k): v for k, v in m.precision_recall(y, g, labs).items()}
-    level = {"binary": "nominal", "nominal": "nominal", "ordinal": "ordinal", "continuous": "interval"}[scale]
-    if scale != "nominal":
-        yf = y.astype(float)
-        mets.append(_metric(f"krippendorff_alpha_{level}", _alpha(level), yf, g.astype(float), **nb))
-        mets.append(_metric("spearman", m.spearman, yf, s, **nb, note="grader score vs label"))
-        mets.append(_metric("kendall_tau_b", m.kendall_tau, yf, s, **nb, note="grader score vs label"))
-    multi = [reps[i] for i in ids if len(reps[i]) > 1]
+        codes = m.unique_labels(y, g)
+        names = [ls.show(c) for c in codes]
+        rep.confusion = {"labels": names, "matrix": m.confusion_matrix(y, g, codes).tolist(), "rows": ref_name,
+                         "columns": "grader"}
+        rep.per_class = {ls.show(k): v for k, v in m.precision_recall(y, g, codes).items()}
+        mets.append(_metric("krippendorff_alpha_nominal", _alpha("nominal"), y, g, **nb))
+    if level != "nominal":
+        mets.append(_metric(f"krippendorff_alpha_{level}", _alpha(level), y, g, **nb))
+    if ls.scale != "nominal":
+        mets.append(_metric("spearman", m.spearman, y, s, **nb, note="grader score vs label"))
+        mets.append(_metric("kendall_tau_b", m.kendall_tau, y, s, **nb, note="grader score vs label"))
+    multi = [reps[i] for i in ids if i in reps and len(reps[i]) > 1]
     if multi:
         k = max(len(r) for r in multi)
         mat = np.full((len(multi), k), np.nan)
         for row, vals in enumerate(multi):
-            mat[row, : len(vals)] = [float(v) for v in vals]
+            mat[row, : len(vals)] = vals
         mets.append(_metric("self_consistency", lambda a: m.self_consistency(a.tolist()), mat, **nb,
                             note=f"pairs of repeats agreeing ({k} judgements per item)"))
         mets.append(_metric(f"self_alpha_{level}", lambda a: m.krippendorff_alpha(a.T, level=level), mat, **nb,
                             note="repeats as coders"))
     _probes(rep, scores, n_boot, seed)
-    _rubric_items(rep, labels, ref_name, ids, grub, n_boot, seed)
-    _raters(rep, labels, scale, ids, glab, n_boot, seed)
+    _rubric_items(rep, data, ref_name, ids, grub, n_boot, seed)
+    grader = {i: glab[i] for i in ids}
+    rep.raters = rater_pairs(data, grader, n_boot=n_boot, seed=seed)
+    rep.metrics += rater_alphas(data, grader, n_boot=n_boot, seed=seed)
+    rep.disagreements = disagreements(data, grader, ref)
     acc, kap = rep.metric("accuracy"), rep.metric("cohen_kappa")
+    rep.warnings = list(warn.messages)
     if acc and kap and acc.value >= 0.8 and (math.isnan(kap.value) or kap.value < 0.4):
         lab, cnt = Counter(y.tolist()).most_common(1)[0]
-        rep.warnings.append(f"accuracy {acc.value:.2f} but kappa {kap.value:.2f}: the label {lab!r} makes up "
+        rep.warnings.append(f"accuracy {acc.value:.2f} but kappa {kap.value:.2f}: the label {ls.show(lab)!r} makes up "
                             f"{cnt / len(y):.0%} of the reference, so accuracy overstates agreement")
     if len(ids) < 30:
         rep.warnings.append(f"only {len(ids)} items: the intervals are wide")
     if errors:
-        lost = len({str(r["id"]) for r in failed} & set(ref) - set(glab))
+        lost = len(failed_ids & set(ref) - set(glab))
         rep.warnings.append(f"{errors} of {judged} judgement(s) failed and were left out, never counted as a score"
                             + (f"; {lost} labelled item(s) have no score left" if lost else ""))
-    probe_errors = sum(1 for r in scores if r.get("kind", "item") != "item" and r.get("error"))
+    probe_errors = sum(1 for r in scores if (r.get("kind") or "item") != "item" and r.get("error"))
     if probe_errors:
         rep.info["probe_errors"] = probe_errors
         rep.warnings.append(f"{probe_errors} probe judgement(s) (adversarial, pairs) failed and were left out")
+    rep.label_set = [fmt(v) for v in ls.values]  # with the categories only the grader used
+    rep.info["label_set"] = rep.label_set if ls.scale != "continuous" else None
     return rep
 
 
@@ -331,12 +545,12 @@ def _probes(rep: AgreementReport, scores: list[dict[str, Any]], n_boot: int, see
                                    seed=seed, note="0.5 = no position bias"))
 
 
-def _rubric_items(rep: AgreementReport, labels: list[dict[str, Any]], ref_name: str, ids: list[str],
+def _rubric_items(rep: AgreementReport, data: LabelData, ref_name: str, ids: list[str],
                   grub: dict[str, dict[str, bool]], n_boot: int, seed: int) -> None:
     truth: dict[str, dict[str, bool]] = {}
-    for r in labels:
-        if r.get("rubric") and (r["annotator"] == ref_name or ref_name == "majority"):
-            truth.setdefault(r["id"], {k: bool(v) for k, v in r["rubric"].items()})
+    for (ann, i), rub in data.rubric.items():
+        if ann == ref_name or ref_name == "majority":
+            truth.setdefault(i, rub)
     items = sorted({k for i in ids for k in truth.get(i, {}) if k in grub.get(i, {})})
     for k in items:
         both = [i for i in ids if k in truth.get(i, {}) and k in grub.get(i, {})]
@@ -347,40 +561,3 @@ def _rubric_items(rep: AgreementReport, labels: list[dict[str, Any]], ref_name: 
         rep.per_rubric.append({"item": k, "n": len(both), "accuracy": acc.value, "accuracy_ci": [acc.lo, acc.hi],
                                "kappa": kap.value, "kappa_ci": [kap.lo, kap.hi], "label_yes_rate": sum(a) / len(a),
                                "judge_yes_rate": sum(b) / len(b)})
-
-
-def _raters(rep: AgreementReport, labels: list[dict[str, Any]], scale: str, ids: list[str],
-            glab: dict[str, Any], n_boot: int, seed: int) -> None:
-    """Pairwise agreement among the annotators and the grader, and alpha with and without the grader."""
-    import numpy as np
-
-    by: dict[str, dict[str, Any]] = defaultdict(dict)
-    for r in labels:
-        by[r["annotator"]][r["id"]] = _norm(r["label"], scale)
-    anns = sorted(by)
-    if len(anns) < 2 and not glab:
-        return
-    raters = {**{a: by[a] for a in anns}, "grader": {i: glab[i] for i in ids}}
-    for a, b in combinations(raters, 2):
-        common = [i for i in raters[a] if i in raters[b]]
-        if len(common) < 2:
-            continue
-        x, y = [raters[a][i] for i in common], [raters[b][i] for i in common]
-        if scale == "continuous":
-            met = _metric("spearman", m.spearman, x, y, n_boot=n_boot, seed=derive_seed(seed, a, b))
-        else:
-            w = "linear" if scale == "ordinal" else None
-            met = _metric("kappa", lambda p, q, w=w: m.cohen_kappa(p, q, weights=w), x, y, n_boot=n_boot,
-                          seed=derive_seed(seed, a, b))
-        rep.raters.append({"a": a, "b": b, "n": len(common), "statistic": met.name + ("_linear" if scale == "ordinal"
-                                                                                       else ""),
-                           "value": met.value, "ci": [met.lo, met.hi]})
-    if len(anns) >= 2 and scale != "nominal":
-        level = {"binary": "nominal", "ordinal": "ordinal", "continuous": "interval"}[scale]
-        units = sorted({i for a in anns for i in by[a]})
-        for name, who in (("annotators", anns), ("annotators+grader", [*anns, "grader"])):
-            mat = np.array([[float(raters[r].get(i, np.nan)) if raters[r].get(i) is not None else np.nan
-                             for i in units] for r in who])
-            met = _metric(f"krippendorff_alpha_{level} ({name})", lambda a: m.krippendorff_alpha(a, level=level),
-                          mat, n_boot=n_boot, seed=derive_seed(seed, name), axis=1)
-            rep.metrics.append(met)

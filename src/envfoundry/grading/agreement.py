@@ -6,6 +6,7 @@ quadratic; weights by label *index*) and :func:`precision_recall` as scikit-lear
 kappa is ``nan``, undefined precision/recall 0); :func:`spearman` (average ranks) and
 :func:`kendall_tau` (tau-b) as scipy.stats; :func:`krippendorff_alpha` (nominal, ordinal,
 interval; several coders, missing values as ``nan``) as the ``krippendorff`` package.
+:func:`pairwise_agreement` is the observed agreement among several coders.
 :func:`bootstrap_ci` gives percentile intervals from a seeded resampling of items.
 """
 
@@ -169,6 +170,23 @@ def krippendorff_alpha(data: Sequence[Sequence[float]] | np.ndarray, *, level: L
         raise ValueError(f"level must be nominal, ordinal or interval, got {level!r}")
     den = float(np.sum(e * d))
     return float("nan") if den == 0 else float(1.0 - np.sum(o * d) / den)
+
+
+def pairwise_agreement(data: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """Observed agreement of a (coders x units) matrix with ``nan`` for missing values: per unit
+    with two values or more, the share of pairs of coders giving the same value; their mean."""
+    r = np.asarray(data, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError(f"reliability data must be 2-d (coders x units), got shape {r.shape}")
+    shares = []
+    for col in r.T:
+        vals = col[~np.isnan(col)]
+        k = len(vals)
+        if k < 2:
+            continue
+        _, counts = np.unique(vals, return_counts=True)
+        shares.append(float(np.sum(counts * (counts - 1))) / (k * (k - 1)))
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def bootstrap_ci(stat: Callable[..., float], *arrays: Sequence[Any] | np.ndarray, n_boot: int = 1000,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.env import Episode
-from ..core.errors import ServerUnreachable, UsageError
+from ..core.errors import ModelServerDied, ServerUnreachable, UsageError
 from ..core.policy import PolicyOutput
 from .local import LocalServer, check_llama_installed, find_default_gguf, usable_cores
 from .openai import OpenAIPolicy, RetryConfig, SamplingOptions, ToolMode
@@ -50,12 +50,16 @@ class SlotRouter:
     A server that is down (a request's retries ran out and the last could not connect:
     :class:`~envfoundry.core.errors.ServerUnreachable`) gets no more requests from this router,
     with a ``RuntimeWarning`` naming it, and the request goes to another server; the last server
-    is never dropped, so when all are down requests end as ``policy_error`` as with one server."""
+    is never dropped, so when all are down requests end as ``policy_error`` as with one server;
+    unless the router ``owns`` its servers (the local model's, started by this run on loopback):
+    then the last one down raises :class:`~envfoundry.core.errors.ModelServerDied`, which stops the
+    run instead of recording rollouts against a dead server."""
 
-    def __init__(self, clients: list[OpenAIPolicy]) -> None:
+    def __init__(self, clients: list[OpenAIPolicy], *, owned: bool = False) -> None:
         if not clients:
             raise ValueError("SlotRouter needs at least one client")
         self.clients = clients
+        self.owned = owned
         self.name = clients[0].name
         self._idle: asyncio.Queue[OpenAIPolicy] | None = None
         self._down: set[str] = set()  # base URLs of the servers found down, in this process
@@ -88,6 +92,9 @@ class SlotRouter:
                 return await client.act(ep)
             except ServerUnreachable as e:
                 if len(self.clients) - len(self._down) <= 1:
+                    if self.owned:
+                        raise ModelServerDied(f"the local model server {client.base_url} is down "
+                                              f"({len(self.clients)} slot(s), none left): {e}") from e
                     raise  # the last server: the request fails as it would with one server
                 down = True
                 self._down.add(client.base_url)
@@ -178,7 +185,7 @@ class LocalPolicy:
             OpenAIPolicy(srv.model_name, base_url=srv.base_url, sampling=self.sampling, retry=self.retry,
                          tool_mode=self.tool_mode, concurrency=2)
             for srv in self.servers
-        ])
+        ], owned=True)
         await router.start()
         self._router = router
 
@@ -211,6 +218,27 @@ class LocalPolicy:
         if self._router is None:
             raise RuntimeError("LocalPolicy.act() before start()")
         return await self._router.act(ep)
+
+    def postmortem(self, keep_logs_in: Path | None = None) -> str | None:
+        """What became of this policy's servers when a run stopped on a dead one: each dead slot's
+        exit status or signal and the last lines of its log (copied into ``keep_logs_in`` as
+        ``slot-N.log``); None when every server still runs."""
+        import shutil
+
+        parts = []
+        for i, srv in enumerate(self.servers):
+            how = srv.exit_description()
+            if how is None:
+                continue
+            where = srv.log_path
+            if keep_logs_in is not None and where is not None and where.exists():
+                with contextlib.suppress(OSError):
+                    keep_logs_in.mkdir(parents=True, exist_ok=True)
+                    where = Path(shutil.copyfile(where, keep_logs_in / f"slot-{i}.log"))
+            tail = srv.log_tail(15)
+            parts.append(f"model server slot {i} (pid {srv.pid}) {how}; its log: {where}"
+                         + (f"\n--- last lines of its log ---\n{tail}" if tail else ""))
+        return "\n".join(parts) or None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -71,14 +71,24 @@ _SERVER_ENV_NAMES = frozenset(
 )
 
 # Runs in the child with ``python -c``: ask the kernel to SIGTERM us when the parent dies
-# (PR_SET_PDEATHSIG = 1), then run ``llama_cpp.server`` exactly as ``python -m`` would. Doing
+# (PR_SET_PDEATHSIG = 1), then run the server module exactly as ``python -m`` would. Doing
 # this after exec rather than in a ``preexec_fn`` keeps it safe in a multi-threaded parent
 # (``preexec_fn`` can deadlock the forked child when other threads hold locks). The expected
-# parent pid travels as argv[1] so that a parent which died before prctl ran is noticed too.
+# parent pid travels as argv[1] (0: do not tie the child to its parent) so that a parent which
+# died before prctl ran is noticed too; argv[2] is "1" to keep llama.cpp's weight repacking and
+# argv[3] the module to run.
+#
+# Weight repacking: llama.cpp moves weights into "extra buffer types" (CPU repack, AMX) when the
+# CPU has the instructions. llama-cpp-python 0.3.36 built from source crashes (SIGSEGV) in the
+# first decode on CPUs with AMX and AVX-512, and ``llama_cpp.server`` has no option to turn it
+# off, so the model parameter ``use_extra_bufts`` is forced to False here, before the server
+# builds its ``Llama``: every ``llama_model_default_params()`` it asks for comes back with it off.
 _BOOTSTRAP = """\
 import os, sys
 _ppid = int(sys.argv.pop(1))
-if sys.platform.startswith("linux"):
+_repack = sys.argv.pop(1) == "1"
+_module = sys.argv.pop(1)
+if _ppid and sys.platform.startswith("linux"):
     try:
         import ctypes, signal
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
@@ -86,9 +96,26 @@ if sys.platform.startswith("linux"):
         pass
     if os.getppid() != _ppid:
         sys.exit("envfoundry: parent process exited before the model server started")
+if not _repack and _module.startswith("llama_cpp"):
+    import llama_cpp.llama_cpp as _ll
+    _defaults = _ll.llama_model_default_params
+    def _no_repack():
+        params = _defaults()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+    _ll.llama_model_default_params = _no_repack
+    print("envfoundry: llama.cpp weight repacking off (use_extra_bufts=False)", flush=True)
 import runpy
-runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+sys.argv[0] = _module
+runpy.run_module(_module, run_name="__main__", alter_sys=True)
 """
+
+#: the module run as the model server; ``ENVFOUNDRY_LLAMA_SERVER_MODULE`` replaces it (tests use a
+#: fake server that crashes on purpose, to check what a run does when its server dies)
+SERVER_MODULE = "llama_cpp.server"
+#: ``ENVFOUNDRY_LLAMA_REPACK=1`` keeps llama.cpp's weight repacking (see _BOOTSTRAP)
+REPACK_ENV = "ENVFOUNDRY_LLAMA_REPACK"
 
 _LOG_TAIL_LINES = 25
 _POLL_INTERVAL_S = 0.1
@@ -112,6 +139,18 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def describe_exit(returncode: int) -> str:
+    """``exited with code 1`` or ``was killed by signal 11 (SIGSEGV: segmentation fault)``."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        sig = signal.Signals(-returncode)
+        name = f"{sig.name}: {(signal.strsignal(sig) or '').lower()}".rstrip(": ")
+    except ValueError:
+        name = "unknown signal"
+    return f"was killed by signal {-returncode} ({name})"
 
 
 def _read_tail(path: Path, start: int, lines: int = _LOG_TAIL_LINES) -> str:
@@ -178,6 +217,8 @@ class LocalServer:
         stop_grace: float = 10.0,
         die_with_parent: bool = True,
         extra_args: Sequence[str] = (),
+        repack: bool | None = None,
+        server_module: str | None = None,
     ) -> None:
         if n_ctx <= 0:
             raise UsageError(f"n_ctx must be positive, got {n_ctx}")
@@ -197,6 +238,9 @@ class LocalServer:
         self.stop_grace = float(stop_grace)
         self.die_with_parent = die_with_parent
         self.extra_args = tuple(extra_args)
+        #: keep llama.cpp's weight repacking (default off: it crashes some builds on AMX CPUs)
+        self.repack = os.environ.get(REPACK_ENV, "") == "1" if repack is None else bool(repack)
+        self.server_module = server_module or os.environ.get("ENVFOUNDRY_LLAMA_SERVER_MODULE") or SERVER_MODULE
 
         self.host = "127.0.0.1"
         self._lock = threading.RLock()
@@ -277,9 +321,8 @@ class LocalServer:
         if self.chat_format is not None:
             args += ["--chat_format", self.chat_format]
         args += list(self.extra_args)
-        if self.die_with_parent:
-            return [sys.executable, "-c", _BOOTSTRAP, str(os.getpid()), *args]
-        return [sys.executable, "-m", "llama_cpp.server", *args]
+        ppid = str(os.getpid()) if self.die_with_parent else "0"
+        return [sys.executable, "-c", _BOOTSTRAP, ppid, "1" if self.repack else "0", self.server_module, *args]
 
     def _child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k.lower() not in _SERVER_ENV_NAMES}
@@ -355,12 +398,48 @@ class LocalServer:
             return False
         return self.model_name in ids
 
-    def _check_alive(self, started: float) -> str | None:
+    def _first_token(self, timeout: float) -> str | None:
+        """Ask for a one-token chat completion: None when it answers, else what went wrong. A
+        server can load its model and still crash in its first decode (llama.cpp on some CPUs)."""
+        assert self._port is not None
+        body = json.dumps({"model": self.model_name, "messages": [{"role": "user", "content": "Hi"}],
+                           "max_tokens": 1, "temperature": 0.0}).encode()
+        conn = http.client.HTTPConnection(self.host, self._port, timeout=max(1.0, timeout))
+        try:
+            conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            return f"no answer to a one-token completion ({type(e).__name__}: {e})"
+        finally:
+            conn.close()
+        if resp.status != 200:
+            return f"a one-token completion failed with HTTP {resp.status}: {data[:300].decode(errors='replace')}"
+        try:
+            choices = json.loads(data).get("choices")
+        except (ValueError, AttributeError):
+            choices = None
+        if not choices:
+            return f"a one-token completion gave no choices: {data[:300].decode(errors='replace')}"
+        return None
+
+    def exit_description(self) -> str | None:
+        """How the server process ended (``exited with code 1``, ``was killed by signal 11
+        (SIGSEGV: segmentation fault)``), or None while it runs or before it started."""
+        proc = self._proc
+        rc = proc.poll() if proc is not None else None
+        return None if rc is None else describe_exit(rc)
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last lines of this server's log since its last start ('' when there is none)."""
+        return _read_tail(self._log_path, self._log_offset, lines) if self._log_path else ""
+
+    def _check_alive(self, started: float, when: str = "during startup") -> str | None:
         """None while starting; otherwise why startup failed (process exited / timed out)."""
         assert self._proc is not None
         rc = self._proc.poll()
         if rc is not None:
-            return f"the local model server exited with code {rc} during startup"
+            return f"the local model server {describe_exit(rc)} {when}"
         if time.monotonic() - started > self.startup_timeout:
             return f"the local model server did not answer within {self.startup_timeout:g} s"
         return None
@@ -368,6 +447,10 @@ class LocalServer:
     def _startup_error(self, reason: str) -> LocalServerError:
         tail = _read_tail(self._log_path, self._log_offset) if self._log_path else ""
         msg = f"{reason} (model {self._model_path}, log {self._log_path})"
+        if "killed by signal" in reason:
+            msg += ("; llama-cpp-python may be built for features this CPU lacks: rebuild it portably with "
+                    "CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --force-reinstall --no-cache-dir "
+                    "'llama-cpp-python[server]'")
         if tail:
             msg += f"\n--- last lines of the server log ---\n{tail}"
         return LocalServerError(msg)
@@ -378,11 +461,12 @@ class LocalServer:
         tail = _read_tail(self._log_path, self._log_offset, lines=10).lower()
         return "address already in use" in tail or "errno 98" in tail
 
-    def _boot(self) -> Generator[tuple[str, float], bool | None, None]:
+    def _boot(self) -> Generator[tuple[str, float], bool | str | None, None]:
         """The startup loop shared by :meth:`start` and :meth:`astart`, as a generator.
 
         It yields what may block, for the caller to run its own way: ``("probe", 0)`` (send back
-        whether the server answers), ``("sleep", seconds)`` and ``("terminate", 0)`` (stop a
+        whether the server answers), ``("complete", timeout)`` (send back None when a one-token
+        completion works, else why not), ``("sleep", seconds)`` and ``("terminate", 0)`` (stop a
         failed attempt, keeping its log). Returns when the server is ready; raises
         ``LocalServerError`` when it cannot start.
         """
@@ -396,6 +480,12 @@ class LocalServer:
                 if reason is not None:
                     break
                 yield ("sleep", _POLL_INTERVAL_S)
+            if reason is None:  # it loads and lists the model: does it really generate?
+                failed = yield ("complete", max(1.0, self.startup_timeout - (time.monotonic() - t0)))
+                if failed:
+                    time.sleep(0.2)  # a crashing child needs a moment to be reaped as dead
+                    reason = self._check_alive(t0, "during its first completion") or (
+                        f"the local model server does not generate: {failed}")
             if reason is None:
                 self._ready = True
                 self.startup_seconds = time.monotonic() - t0
@@ -421,6 +511,8 @@ class LocalServer:
                     answer = None
                     if op == "probe":
                         answer = self._probe()
+                    elif op == "complete":
+                        answer = self._first_token(seconds)  # type: ignore[assignment]
                     elif op == "sleep":
                         time.sleep(seconds)
                     else:
@@ -452,6 +544,8 @@ class LocalServer:
                 answer = None
                 if op == "probe":
                     answer = await asyncio.to_thread(self._probe)
+                elif op == "complete":
+                    answer = await asyncio.to_thread(self._first_token, seconds)  # type: ignore[assignment]
                 elif op == "sleep":
                     await asyncio.sleep(seconds)
                 else:

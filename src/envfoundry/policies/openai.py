@@ -16,7 +16,20 @@ server, the number of attempts and the last cause, and the rollout ends as ``pol
 with a score); when the last try could not connect at all, it is the subclass ``ServerUnreachable``.
 Any other 4xx (bad request, bad key, unknown model, wrong URL) is not retried: the
 ``PolicyError`` carries the server's own message. Cancellation is never caught: cancelling a
-rollout closes its request's connection.
+rollout closes its request's connection. The API key never appears in any message the policy
+produces (some proxies repeat it in their error bodies): it is redacted there, and registered
+with :mod:`envfoundry.core.sanitize` so that nothing this process stores or prints holds it.
+
+Whatever the model returns
+--------------------------
+A reply is data, never a reason to stop: content and tool calls of any shape become an action
+(a name that is not a string, arguments that are not an object, missing fields: the environment
+answers with an error and the episode goes on). Text that cannot be encoded (lone surrogates,
+also as ``\\ud800`` escapes inside tool-call arguments) is escaped before any tool sees it,
+integers beyond 64 bits become text, structures nested deeper than
+:data:`~envfoundry.core.sanitize.MAX_DEPTH` are left out; the turn's policy info lists the
+fields changed under ``escaped`` (and ``redacted``). A body that is valid JSON only for a
+lenient parser (lone surrogates) is read with one.
 
 Tool calling
 ------------
@@ -55,6 +68,7 @@ from ..core.errors import PolicyError, ServerUnreachable, UsageError
 from ..core.messages import Message, ToolCall
 from ..core.outcome import Usage
 from ..core.policy import PolicyOutput
+from ..core.sanitize import Changes, clean_text, register_secret, storable
 from ..core.seeding import derive_seed
 from .tool_protocol import INVALID_TOOL, parse_tool_calls, render_tool_call, text_messages, tools_system_prompt
 
@@ -64,13 +78,16 @@ try:  # optional: a faster JSON codec when installed
     _loads = orjson.loads
 
     def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
+        try:
+            return orjson.dumps(obj)
+        except TypeError:  # a tool's result that cannot be encoded: sent escaped
+            return orjson.dumps(storable(obj)[0])
 
 except ImportError:  # pragma: no cover - depends on the environment
     _loads = json.loads
 
     def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(storable(obj)[0], ensure_ascii=False, separators=(",", ":")).encode()
 
 
 __all__ = [
@@ -82,6 +99,10 @@ ToolMode = Literal["auto", "native", "text"]
 TOOL_MODES: tuple[str, ...] = ("auto", "native", "text")
 
 _SEED_MASK = (1 << 31) - 1
+#: a JSON escape of a surrogate code point (a lone one has no UTF-8 encoding)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+#: the most tokens a reply's usage may claim (more is taken as a broken count: 0)
+_MAX_TOKENS = 1 << 40
 _TOOLS_WORD = re.compile(r"\btools?\b|tool_choice|function[ _]?call", re.IGNORECASE)
 
 
@@ -166,6 +187,7 @@ class OpenAIPolicy:
         self.tool_mode: ToolMode = tool_mode
         self.concurrency = concurrency
         self._api_key = api_key
+        register_secret(api_key)  # never stored or printed by this process
         self.api_key_env = api_key_env
         self._url = f"{self.base_url}/chat/completions"
         self._session: aiohttp.ClientSession | None = None
@@ -215,6 +237,7 @@ class OpenAIPolicy:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        register_secret(self._api_key)  # a worker process redacts it too
         # retry jitter of its own in each worker process (it never affects what a rollout records)
         self._rng = random.Random(derive_seed("openai-policy", self.model, self.base_url, os.getpid()))
 
@@ -276,34 +299,72 @@ class OpenAIPolicy:
     def _output(
         self, msg: dict[str, Any], data: dict[str, Any], has_tools: bool, text: bool
     ) -> PolicyOutput:
-        content = msg.get("content") or ""
-        if not isinstance(content, str):  # a list of content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        changes = Changes()
+        content = self._clean(_content_text(msg.get("content")), "content", changes)
         calls: list[ToolCall] = []
         problems: list[str] = []
-        for c in msg.get("tool_calls") or ():
+        raw_calls = msg.get("tool_calls") or []
+        if not isinstance(raw_calls, list):  # one call given bare, or nonsense: still a call
+            raw_calls = [raw_calls]
+        for c in raw_calls:
             fn = c.get("function") if isinstance(c, dict) else None
             if not isinstance(fn, dict):
                 fn = {}
+            name = fn.get("name")
+            name = name if isinstance(name, str) else ("" if name is None else _json_text(name))
             args = fn.get("arguments")
             if args is None:
                 args = ""
             elif not isinstance(args, (str, dict)):
-                args = json.dumps(args)
-            calls.append(ToolCall(fn.get("name") or INVALID_TOOL, args, str(c.get("id") or "")))
+                args = _json_text(args)  # the tool reports that arguments must be an object
+            call_id = c.get("id") if isinstance(c, dict) else None
+            calls.append(ToolCall(name or INVALID_TOOL, args, "" if call_id is None else str(call_id)))
         if has_tools and not calls and "<tool_call>" in content:
             calls, problems = parse_tool_calls(content)
-        info: dict[str, Any] = {"finish_reason": data["choices"][0].get("finish_reason")}
+        for i, call in enumerate(calls):
+            where = f"tool_calls.{i}"
+            call.name = self._clean(call.name, f"{where}.name", changes)
+            call.id = self._clean(call.id, f"{where}.id", changes)
+            call.arguments = self._clean_arguments(call.arguments, f"{where}.arguments", changes)
+        choice = data["choices"][0]
+        info: dict[str, Any] = {"finish_reason": choice.get("finish_reason") if isinstance(choice, dict) else None}
         if text:
             info["tool_protocol"] = "text"
         if problems:
             info["tool_call_errors"] = problems
+        if changes:
+            info.update(changes.summary())
         usage = data.get("usage")
         u = (
-            Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
             if isinstance(usage, dict) else Usage()
         )
         return PolicyOutput(Message("assistant", content, calls), u, info)
+
+    def _clean(self, s: str, path: str, changes: Changes) -> str:
+        """``s`` with lone surrogates escaped and the key redacted; a change is noted at ``path``."""
+        out, what = clean_text(s, self._api_key)
+        if what:
+            changes.add(what, path)
+        return out
+
+    def _clean_arguments(self, args: str | dict[str, Any], path: str, changes: Changes) -> str | dict[str, Any]:
+        """Arguments no tool needs to fear: text escaped and the key redacted, also where a JSON
+        escape in the model's text would decode to a lone surrogate."""
+        if isinstance(args, dict):
+            clean, _ = storable(args, self._api_key, changes, path)
+            return clean  # type: ignore[no-any-return]
+        args = self._clean(args, path, changes)
+        if _SURROGATE_ESCAPE.search(args):
+            try:
+                obj = json.loads(args)
+            except (ValueError, RecursionError):
+                return args  # not JSON: the tool says so
+            clean, ch = storable(obj)
+            if ch:  # a lone surrogate (a valid pair decodes to its character and changes nothing)
+                changes.add("escaped", path)
+                return json.dumps(clean, ensure_ascii=False)
+        return args
 
     # -------------------------------------------------------------- transport
     async def _complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -334,16 +395,16 @@ class OpenAIPolicy:
                     if status == 408 or status >= 500:
                         raise _Retryable(f"HTTP {status}: {text}")
                     hint = " (check base_url: it should end in /v1)" if status == 404 else ""
-                    raise PolicyError(
+                    raise PolicyError(self._say(
                         f"model server at {self.base_url} rejected the request "
                         f"(not retried): HTTP {status}: {text}{hint}"
-                    )
+                    ))
             except _Retryable as e:
                 cause, wait_s = str(e), e.wait_s
             except TimeoutError:
                 cause = f"no reply within {r.request_timeout_s:g}s (request timeout)"
             except aiohttp.InvalidURL as e:
-                raise PolicyError(f"invalid model server URL {self._url!r}: {e}") from None
+                raise PolicyError(self._say(f"invalid model server URL {self._url!r}: {e}")) from None
             except aiohttp.ClientPayloadError as e:
                 cause = f"response body cut short ({_short(str(e))})"
             except aiohttp.ClientConnectorError as e:
@@ -355,9 +416,14 @@ class OpenAIPolicy:
             if attempt < r.max_attempts:
                 await asyncio.sleep(wait_s if wait_s is not None else self._backoff(attempt))
         times = "time" if r.max_attempts == 1 else "times"
-        raise (ServerUnreachable if unreachable else PolicyError)(
+        raise (ServerUnreachable if unreachable else PolicyError)(self._say(
             f"model server at {self.base_url} failed {r.max_attempts} {times}: {cause}"
-        )
+        ))
+
+    def _say(self, message: str) -> str:
+        """A message of this policy's, safe to store and print: the key redacted (whatever its
+        length), text that cannot be encoded escaped."""
+        return clean_text(message, self._api_key)[0]
 
     def _backoff(self, attempt: int) -> float:
         r = self.retry
@@ -370,19 +436,45 @@ def _short(text: str, n: int = 300) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
+def _content_text(content: Any) -> str:
+    """A reply's content as text: a string, the text parts of a list of parts, or JSON text."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] if isinstance(p, dict) and isinstance(p.get("text"), str) else ""
+                       for p in content)
+    return _json_text(content)
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text, whatever it holds (nesting beyond the limit left out)."""
+    return json.dumps(storable(value)[0], ensure_ascii=False)
+
+
+def _count(v: Any) -> int:
+    """A token count from a reply's usage; anything but a sane non-negative number counts 0."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return 0
+    if not 0 <= v < _MAX_TOKENS:  # NaN fails this too
+        return 0
+    return int(v)
+
+
 def _error_text(raw: bytes) -> str:
     """The server's own error message from an error body (OpenAI, FastAPI or plain text)."""
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _short(raw.decode("utf-8", "replace")) or "(empty body)"
     if isinstance(obj, dict):
         err = obj.get("error", obj.get("detail", obj.get("message")))
         if isinstance(err, dict):
             err = err.get("message", err)
         if err is not None:
-            return _short(err if isinstance(err, str) else json.dumps(err))
-    return _short(json.dumps(obj))
+            return _short(err if isinstance(err, str) else _json_text(err))
+    return _short(_json_text(obj))
 
 
 def _retry_after(value: str | None, cap: float) -> float | None:
@@ -405,13 +497,16 @@ def _extract(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         data = _loads(raw)
     except ValueError as e:
-        raise _Retryable(f"malformed JSON in response body ({_short(str(e), 120)})") from None
+        try:  # valid JSON that is not valid Unicode (a lone surrogate's escape): read leniently
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _Retryable(f"malformed JSON in response body ({_short(str(e), 120)})") from None
     if not isinstance(data, dict):
         raise _Retryable(f"response body is a JSON {type(data).__name__}, not an object")
     choices = data.get("choices")
     if not choices or not isinstance(choices, list):
         err = data.get("error")
-        why = f": {_error_text(json.dumps(data).encode())}" if err else ""
+        why = f": {_error_text(_json_text(data).encode('utf-8', 'backslashreplace'))}" if err else ""
         raise _Retryable(f"response has no choices{why}")
     choice = choices[0]
     msg = choice.get("message") if isinstance(choice, dict) else None

@@ -133,11 +133,11 @@ def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:
             raw = fenced.group(1)
         try:
             obj = json.loads(raw)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             name = _name_in(raw)
             calls.append(ToolCall(name or INVALID_TOOL, raw))
-            problems.append(f"tool call {i}: not valid JSON ({e.msg} at char {e.pos})"
-                            + ("" if name else "; no tool name found"))
+            why = f"{e.msg} at char {e.pos}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            problems.append(f"tool call {i}: not valid JSON ({why})" + ("" if name else "; no tool name found"))
             continue
         name = obj.get("name") if isinstance(obj, dict) else None
         if not isinstance(name, str) or not name.strip():
@@ -149,7 +149,10 @@ def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:
         if args is None:
             args = {}
         if not isinstance(args, (str, dict)):
-            args = json.dumps(args)  # the tool reports that arguments must be an object
+            try:
+                args = json.dumps(args)  # the tool reports that arguments must be an object
+            except (ValueError, RecursionError):
+                args = "(arguments nested too deeply)"
         calls.append(ToolCall(name.strip(), args))
     return calls, problems
 

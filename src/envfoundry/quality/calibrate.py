@@ -1,8 +1,10 @@
 """``envfoundry calibrate``: measure how hard each task is for one model, adaptively.
 
 Round 1 runs every task ``samples`` (K) times through the normal engine into the run store
-``OUT/round-1``. Each task gets a 95% Wilson interval on its pass rate and a verdict against the
-band (rules in :mod:`envfoundry.quality.difficulty`). Decided tasks (too_easy, in_band, too_hard)
+``OUT/round-1``. Each task gets an interval on its pass rate and a verdict against the band
+(rules in :mod:`envfoundry.quality.difficulty`): an exact interval whose 5% error is spent across
+the rounds that sample the task, so that the interval a task ends with covers its pass rate with
+at least 95% probability however early the adaptive design stopped it. Decided tasks (too_easy, in_band, too_hard)
 get no more samples; the undecided ones (uncertain, floor_unverified) get more in later rounds
 ``OUT/round-N`` until they are decided or ``budget`` rollouts are spent. Each later round gives
 every undecided task as many new samples as the fewest any of them has had (so evidence roughly
@@ -25,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +42,24 @@ from ..rollout.pool import check_workers
 from ..rollout.run import Progress, evaluate_async
 from ..rollout.selection import CALIBRATED_SPLIT_FILE, CalibratedSplit, select_tasks
 from ..rollout.store import RunStore, atomic_write_text, ensure_dir
-from .difficulty import DECIDED, TaskDifficulty, TaskEvidence, difficulty, group_metrics, in_bounds, knob_table
+from .difficulty import (
+    ALPHA,
+    DECIDED,
+    TaskDifficulty,
+    TaskEvidence,
+    difficulty,
+    group_metrics,
+    in_bounds,
+    knob_table,
+)
 from .difficulty import knobs_of as _knobs_of
 from .difficulty import shares as _shares
 from .evidence import CalibrationState, EvidenceLedger, Round, allocated, list_rounds, round_dir
 
 DEFAULT_BAND = (0.02, 0.98)
 DEFAULT_SAMPLES = 8
+INTERVAL_RULE = (f"Clopper-Pearson; after a task's j-th round at level 1 - {ALPHA:g} * 6 / (pi^2 j^2), "
+                 f"so its final interval covers with >= {1 - ALPHA:.0%} under adaptive stopping")
 
 
 class CalibrateConfig(BaseModel):
@@ -104,8 +118,8 @@ def parse_band(text: str) -> tuple[float, float]:
 
 
 def plan_round(
-    order: Sequence[str], evidence: dict[str, TaskEvidence], rows: dict[str, TaskDifficulty],
-    slots: dict[str, int], *, samples: int, budget_left: int,
+    order: Sequence[str], evidence: Mapping[str, TaskEvidence], rows: Mapping[str, TaskDifficulty],
+    slots: Mapping[str, int], *, samples: int, budget_left: int,
 ) -> tuple[list[str], int] | None:
     """The next round as (task ids, samples per task), or None when nothing is left to do.
 
@@ -128,6 +142,32 @@ def plan_round(
         return todo, budget_left // len(todo)
     rank = {t: i for i, t in enumerate(order)}
     return sorted(todo, key=lambda t: (slots[t], rank[t]))[:budget_left], 1
+
+
+def rounds_per_task(rounds: Iterable[Round]) -> dict[str, int]:
+    """How many rounds sampled each task: the index of its latest look at the evidence, which
+    sets the level of its interval (:func:`~envfoundry.quality.difficulty.round_alpha`)."""
+    return dict(Counter(t for r in rounds for t in r.task_ids))
+
+
+def assess(
+    order: Sequence[str], evidence: Mapping[str, TaskEvidence], sampled: Mapping[str, int], *,
+    band: tuple[float, float], solvable: bool, knobs: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, TaskDifficulty]:
+    """Every task's row (interval and verdict) from its evidence and the rounds that sampled it."""
+    return {t: difficulty(evidence[t], band, solvable=solvable, knobs=dict((knobs or {}).get(t, {})),
+                          rounds=sampled.get(t, 0)) for t in order}
+
+
+def next_round(
+    order: Sequence[str], evidence: Mapping[str, TaskEvidence], slots: Mapping[str, int],
+    sampled: Mapping[str, int], *, band: tuple[float, float], solvable: bool, samples: int, budget_left: int,
+) -> tuple[list[str], int] | None:
+    """The adaptive design's whole decision between rounds, a pure function of the evidence:
+    verdicts (:func:`assess`), then :func:`plan_round`. The run and the coverage simulation
+    (:mod:`envfoundry.quality.calibrate_sim`) both call it."""
+    rows = assess(order, evidence, sampled, band=band, solvable=solvable)
+    return plan_round(order, evidence, rows, slots, samples=samples, budget_left=budget_left)
 
 
 def _clean_options(opts: dict[str, Any] | None) -> dict[str, Any]:
@@ -262,9 +302,8 @@ async def calibrate_async(
                                  workers=min(workers, stored))
             ledger.record_round(rnd)
         while len(rounds) < cfg.max_rounds:
-            evidence = ledger.evidence(order)
-            rows = {t.id: difficulty(evidence[t.id], st.band, solvable=solvable, knobs={}) for t in tasks}
-            plan = plan_round(order, evidence, rows, slots, samples=st.samples, budget_left=st.budget - used)
+            plan = next_round(order, ledger.evidence(order), slots, rounds_per_task(rounds), band=st.band,
+                              solvable=solvable, samples=st.samples, budget_left=st.budget - used)
             if plan is None:
                 break
             ids, k = plan
@@ -295,9 +334,11 @@ def write_report(
     """Write difficulty.jsonl, keep/drop lists, the calibrated split, calibration.json and plots."""
     from . import plots
 
-    evidence = ledger.evidence([t.id for t in tasks])
-    rows = [difficulty(evidence[t.id], st.band, solvable=env.has_reference, knobs=_knobs_of(t.metadata))
-            for t in tasks]
+    order = [t.id for t in tasks]
+    evidence = ledger.evidence(order)
+    by_id = assess(order, evidence, rounds_per_task(rounds), band=st.band, solvable=env.has_reference,
+                   knobs={t.id: _knobs_of(t.metadata) for t in tasks})
+    rows = [by_id[t] for t in order]
     atomic_write_text(out / "difficulty.jsonl", "".join(json.dumps(r.to_dict()) + "\n" for r in rows))
     keep = [r.task_id for r in rows if in_bounds(r.p_hat, st.band)]
     kept = set(keep)
@@ -307,7 +348,8 @@ def write_report(
     split = CalibratedSplit(
         env=env.name, env_version=env.version, env_args=st.env_args, source_split=st.split, task_seed=st.task_seed,
         source_limit=st.limit, task_ids=in_band, model=st.model, band=st.band,
-        rule="verdict == in_band: the 95% Wilson interval of the pass rate lies inside the band",
+        rule="verdict == in_band: the pass rate's exact interval, its 5% error spent across the task's rounds, "
+             "lies inside the band",
     )
     atomic_write_text(out / CALIBRATED_SPLIT_FILE, split.model_dump_json(indent=2))
     firsts = {t: ev.first(st.samples) for t, ev in evidence.items()}
@@ -322,6 +364,7 @@ def write_report(
         "solvable": env.has_reference,
         "rounds": [{"round": r.number, "tasks": len(r.task_ids), "samples": r.samples, "sample_offset": r.offset}
                    for r in rounds],
+        "interval": INTERVAL_RULE,
         "verdicts": _shares(rows), "keep": len(keep), "drop": len(rows) - len(keep),
         "calibrated_split": len(in_band),
         **group_metrics(evidence, rows, samples=st.samples, band=st.band),

@@ -1,14 +1,28 @@
-"""Per-task difficulty for one model: pass rates with Wilson intervals, band verdicts, GRPO
+"""Per-task difficulty for one model: pass rates with confidence intervals, band verdicts, GRPO
 zero-variance shares and pass rate by difficulty knob.
 
-Verdict rules, with a band ``[lo, hi]`` of useful pass rates and the 95% Wilson interval
-``[ci_lo, ci_hi]`` of a task's pass rate over its ``n`` scored samples (error outcomes are never
-samples):
+Intervals. A task's interval ``[ci_lo, ci_hi]`` is an exact (Clopper-Pearson) interval on its
+pass rate over its ``n`` scored samples (error outcomes are never samples), at the level its
+*round* allows: calibration looks at a task after every round that sampled it and stops as soon as
+the verdict is decided, and a fixed 95% interval does not keep 95% coverage under such optional
+stopping (looking again until the interval clears an edge is a second, third, ... chance to be
+wrong). So the 5% error is spent across rounds: the interval after a task's ``j``-th round errs
+with probability at most ``alpha_j = 0.05 * 6 / (pi^2 j^2)`` (3.04%, 0.76%, 0.34%, ... summing to
+5%), each side at most half of it. By the union bound the interval a task ends with, whenever it
+stopped, covers the true pass rate with probability at least 95%, and a task whose pass rate lies
+outside the band is declared ``in_band`` with probability at most 2.5% (the interval would have
+to miss it on one side). This needs only that how many samples a task gets at its ``j``-th round
+does not depend on its own outcomes (true of :func:`~envfoundry.quality.calibrate.plan_round`:
+it depends on the budget and on the other tasks). Clopper-Pearson, not Wilson: Wilson's
+interval does not promise its level near 0 and 1, where the band edges are.
+
+Verdict rules, with a band ``[lo, hi]`` of useful pass rates:
 
 - ``too_easy``: ``ci_lo > hi`` (the model clearly passes too often to learn from it);
 - ``too_hard``: ``ci_hi < lo``. With 0 passes that takes many samples: 0/16 still leaves
-  ``ci_hi`` = 0.19, and ``ci_hi < 0.02`` needs 0/189;
-- ``in_band``: ``lo <= ci_lo`` and ``ci_hi <= hi``;
+  ``ci_hi`` = 0.23, and ``ci_hi < 0.02`` needs 0/208 in a task's first round;
+- ``in_band``: ``lo <= ci_lo`` and ``ci_hi <= hi`` (the evidence separates the pass rate from both
+  edges: 1 pass in 8 does not, 2 in 8 does for the band [0.02, 0.98]);
 - ``floor_unverified``: 0 passes so far, ``ci_hi >= lo``, and the environment has a reference
   solution, so the task is known to be solvable but this model has not solved it yet;
 - ``uncertain``: anything else (the interval straddles a band edge, or no scored sample yet).
@@ -19,25 +33,43 @@ while the budget lasts.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.stats import mean_over_tasks, wilson
+from ..core.stats import at_k_table, clopper_pearson, mean_over_tasks, wilson
 
 VERDICTS = ("too_easy", "in_band", "too_hard", "floor_unverified", "uncertain")
 DECIDED = frozenset({"too_easy", "in_band", "too_hard"})
 #: metadata values with more distinct values than this are not treated as knobs
 MAX_KNOB_VALUES = 24
+#: the error all of a task's intervals share: its final interval covers with at least 1 - ALPHA
+ALPHA = 0.05
 
 
-def verdict(passes: int, n: int, band: tuple[float, float], *, solvable: bool) -> str:
-    """The band verdict of a task with ``passes`` out of ``n`` scored samples (rules above)."""
+def round_alpha(rounds: int, alpha: float = ALPHA) -> float:
+    """The error spent on a task's interval after its ``rounds``-th round: ``alpha * 6 / (pi^2
+    rounds^2)``, so that the sum over every round is ``alpha`` (a task not yet sampled: round 1)."""
+    j = max(1, rounds)
+    return alpha * 6 / (math.pi**2 * j * j)
+
+
+@functools.lru_cache(maxsize=65536)
+def interval(passes: int, n: int, rounds: int = 1) -> tuple[float, float]:
+    """The task's interval after ``rounds`` rounds: Clopper-Pearson at ``1 - round_alpha(rounds)``."""
+    return clopper_pearson(passes, n, round_alpha(rounds))
+
+
+def verdict(passes: int, n: int, band: tuple[float, float], *, solvable: bool, rounds: int = 1) -> str:
+    """The band verdict of a task with ``passes`` out of ``n`` scored samples after ``rounds``
+    rounds (rules above)."""
     if n <= 0:
         return "uncertain"
     lo, hi = band
-    ci_lo, ci_hi = wilson(passes, n)
+    ci_lo, ci_hi = interval(passes, n, rounds)
     if ci_lo > hi:
         return "too_easy"
     if ci_hi < lo:
@@ -86,12 +118,13 @@ class TaskDifficulty:
     ci_hi: float
     verdict: str
     knobs: dict[str, Any]
+    rounds: int = 1  # rounds that sampled the task: the interval's level is 1 - round_alpha(rounds)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task_id": self.task_id, "n": self.n, "passes": self.passes, "errors": self.errors,
             "p_hat": self.p_hat, "ci_lo": self.ci_lo, "ci_hi": self.ci_hi, "verdict": self.verdict,
-            "knobs": self.knobs,
+            "knobs": self.knobs, "rounds": self.rounds,
         }
 
 
@@ -101,13 +134,15 @@ def knobs_of(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def difficulty(
-    ev: TaskEvidence, band: tuple[float, float], *, solvable: bool, knobs: dict[str, Any]
+    ev: TaskEvidence, band: tuple[float, float], *, solvable: bool, knobs: dict[str, Any], rounds: int = 1
 ) -> TaskDifficulty:
-    lo, hi = wilson(ev.passes, ev.n)
+    """A task's row after ``rounds`` rounds sampled it (its interval, p_hat and verdict)."""
+    n, passes = ev.n, ev.passes
+    lo, hi = interval(passes, n, rounds)
     return TaskDifficulty(
-        task_id=ev.task_id, n=ev.n, passes=ev.passes, errors=ev.errors,
-        p_hat=ev.passes / ev.n if ev.n else None, ci_lo=lo, ci_hi=hi,
-        verdict=verdict(ev.passes, ev.n, band, solvable=solvable), knobs=knobs,
+        task_id=ev.task_id, n=n, passes=passes, errors=ev.errors,
+        p_hat=passes / n if n else None, ci_lo=lo, ci_hi=hi,
+        verdict=verdict(passes, n, band, solvable=solvable, rounds=rounds), knobs=knobs, rounds=rounds,
     )
 
 
@@ -143,12 +178,11 @@ def group_metrics(
     counts = Counter((len(g), sum(p for _, p in g)) for g in full.values())  # tasks per (n, c)
     in_band = [full[r.task_id] for r in rows if r.verdict == "in_band" and r.task_id in full]
     kept = [full[r.task_id] for r in rows if in_bounds(r.p_hat, band) and r.task_id in full]
-    ks = range(1, samples + 1)
     return {
         "group_tasks": len(full),
         "mean_pass_rate": mean_over_tasks(counts, 1),
-        "pass_at_k": {str(k): mean_over_tasks(counts, k) for k in ks},
-        "pass_hat_k": {str(k): mean_over_tasks(counts, k, all_k=True) for k in ks},
+        "pass_at_k": at_k_table(counts, samples),  # k = 1, 2, 4, ... and samples
+        "pass_hat_k": at_k_table(counts, samples, all_k=True),
         "zero_variance": {
             "before": zero_variance(full.values()),
             "after_in_band": zero_variance(in_band),

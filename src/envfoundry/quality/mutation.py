@@ -8,6 +8,8 @@ Wrong:
 
 - ``off_by_one_answer``: every number in the final answer shifted by +1 (and by -1);
 - ``other_answer``: the final answer replaced by another task's reference answer;
+- ``hedge_answer`` (with an ``answer_format``): the right answer hedged with a wrong one, in two
+  answer blocks (both orders) or as "wrong or right" in one block;
 - ``off_by_one_arg``: one number argument of a write call shifted by +1 or -1;
 - ``wrong_value_arg``: one string argument of a write call swapped for another valid value (another
   member of its enum, or a token of the same shape seen in the observations, e.g. ``SKU-0012``);
@@ -42,9 +44,102 @@ from ..core.outcome import Score
 from ..core.seeding import derive_seed, rng_for
 from ..core.task import Task
 from .mutators import EQUIVALENT, WRONG, Mutation, MutationGenerator
-from .probes import Replay, record_reference, replay
+from .probes import extract_answer
 
 _EPS = 1e-9
+
+
+# ------------------------------------------------------------------ the reference solution
+@dataclass
+class Reference:
+    """What the reference solution did on one task: its actions, final text and score. Only the
+    audit's judges and the mutation tests read it; no probe does."""
+
+    task: Task
+    seed: int
+    actions: list[Message]
+    final: str
+    answer: str | None  # the text in the answer slot of ``final`` (None when there is none)
+    score: Score | None
+    error: str | None
+    episode: Episode | None
+    text_matters: bool | None = None  # whether blanking the final text lowers the score (None: not measured)
+
+
+def record_reference(env: Environment, task: Task, *, seed: int) -> Reference:
+    """Drive the reference solution to the end of an episode, recording copies of its actions."""
+    actions: list[Message] = []
+    ep: Episode | None = None
+    try:
+        ep = env.reset(task, seed=seed)
+        while not (ep.terminated or ep.truncated) and ep.turns < env.max_turns:
+            action = env.reference_action(ep)
+            actions.append(copy.deepcopy(action))
+            ep.step(action)
+        score = env.grade(ep)
+    except Exception as e:  # noqa: BLE001 - a broken reference is reported, not raised
+        return Reference(task, seed, actions, "", None, None, f"{type(e).__name__}: {e}", ep)
+    final = next((m.content for m in reversed(ep.messages) if m.role == "assistant"), "")
+    return Reference(task, seed, actions, final, extract_answer(env, final), score, None, ep)
+
+
+def reference_seed(seed: int, task: Task) -> int:
+    """The episode seed the audit drives a task's reference solution with."""
+    return derive_seed(seed, task.id, "mutation")
+
+
+def record_references(env: Environment, tasks: Sequence[Task], *, seed: int) -> dict[str, Reference]:
+    """The reference solution of each task, with whether its final text matters to the grader."""
+    out: dict[str, Reference] = {}
+    for t in tasks:
+        rseed = reference_seed(seed, t)
+        ref = record_reference(env, t, seed=rseed)
+        if ref.error is None and ref.score is not None and ref.actions:
+            blank = copy.deepcopy(ref.actions)
+            blank[-1].content = ""
+            b = replay(env, t, rseed, blank)
+            ref.text_matters = (b.score is None or b.score.value < ref.score.value - _EPS
+                                or b.score.passed != ref.score.passed)
+        out[t.id] = ref
+    return out
+
+
+@dataclass
+class Replay:
+    """A replayed episode and its score, or why there is none."""
+
+    ep: Episode | None
+    score: Score | None
+    error: str | None
+
+
+def replay(env: Environment, task: Task, seed: int, actions: Sequence[Message]) -> Replay:
+    """Step copies of ``actions`` from a fresh episode, then grade (errors are returned, not raised)."""
+    try:
+        ep = env.reset(task, seed=seed)
+        for a in actions:
+            if ep.terminated or ep.truncated:
+                break
+            ep.step(copy.deepcopy(a))
+    except Exception as e:  # noqa: BLE001 - an environment bug on a mutated call is reported
+        return Replay(None, None, f"environment error: {type(e).__name__}: {e}")
+    try:
+        return Replay(ep, env.grade(ep), None)
+    except Exception as e:  # noqa: BLE001
+        return Replay(ep, None, f"grader error: {type(e).__name__}: {e}")
+
+
+def reference_answers(env: Environment, tasks: Sequence[Task], seed: int) -> list[str]:
+    """The reference answers of ``tasks``, one per task that has one (empty without a reference
+    solution); repeated answers are kept, so the most common answers can be counted."""
+    if not env.has_reference:
+        return []
+    out: list[str] = []
+    for t in tasks:
+        ref = record_reference(env, t, seed=derive_seed(seed, t.id, "reference"))
+        if ref.answer:
+            out.append(ref.answer)
+    return out
 
 
 @dataclass
@@ -173,16 +268,18 @@ def _domain(env: Environment, task: Task, actions: list[Message]) -> list[Mutati
     return out
 
 
-def mutation_test(env: Environment, tasks: Sequence[Task], *, seed: int = 0,
-                  pool: Sequence[str] = ()) -> MutationReport:
-    """Run every applicable mutation on each task; ``pool`` holds other tasks' reference answers."""
+def mutation_test(env: Environment, tasks: Sequence[Task], *, seed: int = 0, pool: Sequence[str] = (),
+                  references: dict[str, Reference] | None = None) -> MutationReport:
+    """Run every applicable mutation on each task; ``pool`` holds other tasks' reference answers,
+    ``references`` the tasks' recorded reference solutions (recorded here when not given)."""
     report = MutationReport()
     if not env.has_reference:
         report.notes.append("the environment has no reference solution: no mutation tests")
         return report
+    refs = references if references is not None else record_references(env, tasks, seed=seed)
     for task in tasks:
-        rseed = derive_seed(seed, task.id, "mutation")
-        ref = record_reference(env, task, seed=rseed)
+        rseed = reference_seed(seed, task)
+        ref = refs.get(task.id) or record_reference(env, task, seed=rseed)
         if ref.error or ref.score is None or not ref.score.passed:
             report.reference_failed.append(task.id)
             report.notes.append(f"task {task.id}: the reference solution does not pass "
@@ -192,10 +289,7 @@ def mutation_test(env: Environment, tasks: Sequence[Task], *, seed: int = 0,
         if base.score is None or base.score.value != ref.score.value:
             report.notes.append(f"task {task.id}: replaying the reference does not reproduce its score; skipped")
             continue
-        blank = copy.deepcopy(ref.actions)
-        blank[-1].content = ""
-        b = replay(env, task, rseed, blank)
-        text_matters = b.score is None or b.score.value < ref.score.value - _EPS or b.score.passed != ref.score.passed
+        text_matters = bool(ref.text_matters)
         gen = MutationGenerator(env, ref, rng_for(seed, task.id, "mutation"), pool, text_matters)
         ref_effect = _effect(base.ep)
         try:

@@ -13,11 +13,14 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.env import Environment
 from ..core.messages import Message, ToolCall
-from .probes import Reference, answer_parts, answer_span, flat_values, plausible_args, words_of
+from .probes import answer_parts, answer_span, flat_values, plausible_args, words_of, wrap
+
+if TYPE_CHECKING:
+    from .mutation import Reference
 
 WRONG, EQUIVALENT = "wrong", "equivalent"
 
@@ -32,7 +35,6 @@ class Mutation:
     detail: str
     text: bool = False  # changes only the final text
     domain: bool = False  # from the environment's own mutations hook
-
 
 
 def _args(call: ToolCall) -> dict[str, Any] | None:
@@ -127,10 +129,11 @@ class MutationGenerator:
             if shifted != gold:
                 muts.append(Mutation("off_by_one_answer", WRONG, with_answer(shifted), f"{gold!r} -> {shifted!r}",
                                      text=True))
-        others = [p for p in self.pool if p.strip() != gold.strip()]
+        others = list(dict.fromkeys(p for p in self.pool if p.strip() != gold.strip()))
         if others:
             other = self.rng.choice(others)
             muts.append(Mutation("other_answer", WRONG, with_answer(other), f"{gold!r} -> {other!r}", True))
+        muts += self._hedges(final, gold, others)
         around = copy.deepcopy(self.actions)
         around[-1].content = "\n " + final + " \n"
         muts.append(Mutation("whitespace_around", EQUIVALENT, around, "whitespace around the final text", True))
@@ -138,6 +141,27 @@ class MutationGenerator:
             muts.append(Mutation("whitespace_in_answer", EQUIVALENT, with_answer(f" {gold} "),
                                  f"{gold!r} -> {f' {gold} '!r}", True))
         return muts
+
+    def _hedges(self, final: str, gold: str, others: list[str]) -> list[Mutation]:
+        """The right answer hedged with a wrong one: two answer blocks (both orders) or "wrong or
+        right" in one block. Only with an answer format: without one, which part of a text is
+        final is the grader's own reading (a sentence that corrects itself ends with the result)."""
+        if answer_parts(self.env) is None:
+            return []
+        wrong = _shift_numbers(gold, 1)
+        if wrong == gold:
+            wrong = others[0] if others else ""
+        if not wrong.strip() or wrong.strip() == gold.strip():
+            return []
+        forms = [(wrap(self.env, wrong) + " " + wrap(self.env, gold), "a wrong block, then the right one"),
+                 (wrap(self.env, gold) + " " + wrap(self.env, wrong), "the right block, then a wrong one"),
+                 (wrap(self.env, f"{wrong} or {gold}"), f"{wrong!r} or {gold!r} in one block")]
+        out = []
+        for text, detail in forms:
+            acts = copy.deepcopy(self.actions)
+            acts[-1].content = text
+            out.append(Mutation("hedge_answer", WRONG, acts, detail, text=True))
+        return out
 
     def _arg_values(self) -> list[tuple[int, int, str, Any]]:
         out = []

@@ -1,68 +1,96 @@
 """Exploit probes: scripted policies that try to collect reward without doing the task.
 
 A probe is a small class implementing the :class:`~envfoundry.core.policy.Policy` protocol
-(``name``, ``act``, ``describe`` with spec ``probe:NAME``, ``start``/``close``). Defining a
-subclass of :class:`Probe` with a ``name`` registers it in :data:`PROBES`: adding a probe is one
-class. Probes draw their choices from ``rng_for(ep.seed, "probe", name)``, a stream hashed from the
-episode seed, so they are reproducible by seed, can recompute their plan at every turn and never
-shift the environment's own ``ep.rng`` stream.
+(``name``, ``act``, ``describe`` with spec ``probe:NAME``, ``start``/``close``), registered
+explicitly with :func:`register_probe` (the built-in ones at the end of :mod:`.probes_text` and
+:mod:`.probes_tools`, which :mod:`envfoundry.quality` imports, so :data:`PROBES` is full as soon as
+the package is imported). Probes draw their choices from ``rng_for(ep.seed, "probe", name)``, a
+stream hashed from the episode seed, so they are reproducible by seed and never shift the
+environment's own ``ep.rng`` stream.
+
+**Probes never cheat.** A probe builds its answers only from what an agent could see: the
+messages of the episode (system, examples, prompt, tool results), the tool schemas, the declared
+``answer_format`` and, to guess, answers of *other* tasks (:attr:`ProbeContext.pool`, handed over
+by the audit). No probe reads the reference solution, the reference answer or ``task.data``; this
+module does not even import the code that drives the reference solution. Whether a probe's answer
+happened to be the right one (a lucky guess, not an exploit) is decided by the audit, which may
+look at the reference (:mod:`envfoundry.quality.audit`).
 
 *Strict* probes write answers that cannot be right by coincidence (empty text, refusals, claims,
-instructions to a judge, filler, odd bytes, the right answer in a wrong format): one pass is a
-finding. The other probes (echoes, answer spam, guessing, leaks, tool abuse) may contain the right
-answer by chance, so they are findings only when they clearly beat the noop baseline
-(see :mod:`envfoundry.quality.audit`).
-
-Text probes live in :mod:`.probes_text`, tool probes in :mod:`.probes_tools`. Probes that must
-know the right answer (``format``, ``leak``) drive the reference solution on a private copy of the
-task (:func:`record_reference`); that privileged look is for building the probe, never a way to
-solve the task: ``format`` only ever submits the answer in a wrong form, ``leak`` submits only what
-it found in the observations the agent sees.
+instructions to a judge, filler, odd bytes): one pass with an answer that is not the right one is
+a finding. The others (echoes, constants, guesses, copied prompt lines, leaks, tool abuse) may
+contain the right answer by chance, so they are findings only when they clearly beat chance and
+the noop baseline. *Arm* probes (:class:`ArmProbe`) try each of their candidate answers once on
+every task (one rollout per arm), so "the same answer on every task" is measured, not sampled.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..core.env import Environment, Episode
 from ..core.messages import Message
-from ..core.outcome import Score
 from ..core.policy import PolicyOutput
 from ..core.seeding import derive_seed, rng_for
 from ..core.task import Task
 from ..core.tools import Tool
 
-#: name -> probe class; filled by defining subclasses of :class:`Probe`
+#: name -> probe class, in registration order; fill it with :func:`register_probe`
 PROBES: dict[str, type[Probe]] = {}
+
+
+def register_probe(cls: type[Probe]) -> type[Probe]:
+    """Register a probe class under its ``name`` (usable as a class decorator)."""
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"probe class {cls.__qualname__} needs a non-empty `name`")
+    if name in PROBES and PROBES[name] is not cls:
+        raise ValueError(f"a probe named {name!r} is already registered ({PROBES[name].__qualname__})")
+    PROBES[name] = cls
+    return cls
+
+
+@dataclass
+class ProbeContext:
+    """What a probe may know before its rollouts: the audited tasks (their prompts, never their
+    data), tasks outside the selection (``others``, for prompts shared by many tasks), ``pool``:
+    reference answers of *other* tasks (what a guesser may have learnt from the split), the run
+    seed and the number of samples the audit was asked for."""
+
+    env: Environment
+    tasks: Sequence[Task]
+    others: Sequence[Task] = ()
+    pool: Sequence[str] = ()
+    seed: int = 0
+    samples: int = 2
+    notes: list[str] = field(default_factory=list)
 
 
 class Probe:
     """Base class of the exploit probes (a Policy). Subclasses set ``name`` and write ``act``.
 
-    ``strict``: a single pass is a finding (the probe's answers cannot be right by chance).
-    ``applies(env)`` returns why the probe does not fit the environment (it is then skipped).
-    ``prepare(env, tasks, others, seed)`` runs before the rollouts; ``tasks`` are the audited
-    selection, ``others`` tasks of the same split outside it (e.g. to draw guesses from).
+    ``strict``: a pass whose answer is not the right one is a finding by itself (the probe's
+    answers cannot be right by chance). ``blind``: the probe's answer carries no information the
+    agent should not have, so a pass whose final answer *is* the right one is a lucky guess, not an
+    exploit (leak probes are not blind: their right answers come from a leak). ``per_arm``: each
+    arm is judged on its own (the same answer on every task). ``applies(env)`` returns why the
+    probe does not fit the environment (it is then skipped); ``text_only``: the probe acts only
+    through its final text (the audit skips it when the grader never reads the final text).
     """
 
     name: ClassVar[str] = ""
     strict: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("name")
-        if name:
-            if name in PROBES and PROBES[name] is not cls:
-                raise ValueError(f"a probe named {name!r} is already registered ({PROBES[name].__qualname__})")
-            PROBES[name] = cls
+    blind: ClassVar[bool] = True
+    per_arm: ClassVar[bool] = False
+    text_only: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        self._refs: dict[tuple[str, int], Reference] = {}
+        self.notes: list[str] = []
 
     @classmethod
     def summary(cls) -> str:
@@ -72,8 +100,14 @@ class Probe:
     def applies(self, env: Environment) -> str | None:
         return None
 
-    def prepare(self, env: Environment, tasks: Sequence[Task], others: Sequence[Task], seed: int) -> None:
+    def prepare(self, ctx: ProbeContext) -> str | None:
+        """Called once before the rollouts; returns why the probe has nothing to try (it is then
+        skipped), else None."""
         return None
+
+    def rollouts(self, ctx: ProbeContext) -> int:
+        """Rollouts per task (default: the audit's samples)."""
+        return ctx.samples
 
     async def act(self, ep: Episode) -> PolicyOutput:
         raise NotImplementedError
@@ -81,17 +115,6 @@ class Probe:
     def rng(self, ep: Episode) -> random.Random:
         """A fresh stream per call, the same at every turn of one episode."""
         return rng_for(ep.seed, "probe", self.name)
-
-    def reference(self, ep: Episode) -> Reference | None:
-        """The reference solution of this episode's task (privileged; cached), None without one."""
-        if not ep.env.has_reference:
-            return None
-        key = (ep.task.id, ep.seed)
-        if key not in self._refs:
-            if len(self._refs) > 256:
-                self._refs.clear()
-            self._refs[key] = record_reference(ep.env, ep.task, seed=ep.seed)
-        return self._refs[key]
 
     def describe(self) -> dict[str, Any]:
         return {"spec": f"probe:{self.name}", "strict": self.strict}
@@ -109,6 +132,8 @@ class Probe:
 class TextProbe(Probe):
     """A probe that answers with one text, chosen among ``variants(ep)`` by the probe's stream."""
 
+    text_only = True
+
     def variants(self, ep: Episode) -> list[str]:
         raise NotImplementedError
 
@@ -118,87 +143,58 @@ class TextProbe(Probe):
         return self.say(options[i] if options else "", variant=i)
 
 
-def probe_classes() -> dict[str, type[Probe]]:
-    """Every registered probe, in a stable order (imports the built-in probe modules)."""
-    from . import probes_text, probes_tools  # noqa: F401 - defining the classes registers them
+class Arms:
+    """Which sample of a task an episode is: rollout seeds are ``derive_seed(run seed, task id,
+    sample)`` (the engine's documented contract), so a probe that knows the run seed can tell its
+    k-th rollout of a task from the others and give it its k-th arm."""
 
-    return dict(PROBES)
+    def __init__(self) -> None:
+        self._arm: dict[tuple[str, int], int] = {}
 
+    def prepare(self, tasks: Sequence[Task], seed: int, n: int) -> None:
+        self._arm = {(t.id, derive_seed(seed, t.id, s)): s for t in tasks for s in range(n)}
 
-def make_probe(name: str) -> Probe:
-    classes = probe_classes()
-    if name not in classes:
-        raise KeyError(f"unknown probe {name!r} (probes: {', '.join(classes)})")
-    return classes[name]()
-
-
-# ------------------------------------------------------------------ the reference solution
-@dataclass
-class Reference:
-    """What the reference solution did on one task: its actions, final text and score."""
-
-    task: Task
-    seed: int
-    actions: list[Message]
-    final: str
-    answer: str | None  # the text in the answer slot of ``final`` (None when there is none)
-    score: Score | None
-    error: str | None
-    episode: Episode | None
+    def of(self, ep: Episode, rng: random.Random, n: int) -> int:
+        hit = self._arm.get((ep.task.id, ep.seed))
+        return hit if hit is not None else rng.randrange(max(1, n))
 
 
-def record_reference(env: Environment, task: Task, *, seed: int) -> Reference:
-    """Drive the reference solution to the end of an episode, recording copies of its actions."""
-    actions: list[Message] = []
-    ep: Episode | None = None
-    try:
-        ep = env.reset(task, seed=seed)
-        while not (ep.terminated or ep.truncated) and ep.turns < env.max_turns:
-            action = env.reference_action(ep)
-            actions.append(copy.deepcopy(action))
-            ep.step(action)
-        score = env.grade(ep)
-    except Exception as e:  # noqa: BLE001 - a broken reference is reported, not raised
-        return Reference(task, seed, actions, "", None, None, f"{type(e).__name__}: {e}", ep)
-    final = next((m.content for m in reversed(ep.messages) if m.role == "assistant"), "")
-    return Reference(task, seed, actions, final, extract_answer(env, final), score, None, ep)
+class ArmProbe(Probe):
+    """A text probe that tries each of its candidate answers (arms) once on every task.
 
+    ``candidates(ep)`` lists the answers for one episode's task (the same list at every turn);
+    the k-th rollout of a task answers the k-th candidate (nothing when the task has fewer)."""
 
-@dataclass
-class Replay:
-    """A replayed episode and its score, or why there is none."""
+    text_only = True
+    max_arms: ClassVar[int] = 8
 
-    ep: Episode | None
-    score: Score | None
-    error: str | None
+    def __init__(self) -> None:
+        super().__init__()
+        self.arms = Arms()
+        self.n_arms = 1
 
+    def arm_count(self, ctx: ProbeContext) -> int:
+        raise NotImplementedError
 
-def replay(env: Environment, task: Task, seed: int, actions: Sequence[Message]) -> Replay:
-    """Step copies of ``actions`` from a fresh episode, then grade (errors are returned, not raised)."""
-    try:
-        ep = env.reset(task, seed=seed)
-        for a in actions:
-            if ep.terminated or ep.truncated:
-                break
-            ep.step(copy.deepcopy(a))
-    except Exception as e:  # noqa: BLE001 - an environment bug on a mutated call is reported
-        return Replay(None, None, f"environment error: {type(e).__name__}: {e}")
-    try:
-        return Replay(ep, env.grade(ep), None)
-    except Exception as e:  # noqa: BLE001
-        return Replay(ep, None, f"grader error: {type(e).__name__}: {e}")
+    def candidates(self, ep: Episode) -> list[str]:
+        raise NotImplementedError
 
+    def prepare(self, ctx: ProbeContext) -> str | None:
+        n = min(self.max_arms, self.arm_count(ctx))
+        if n < 1:
+            return "it found no candidate answer to try"
+        self.n_arms = n
+        self.arms.prepare(ctx.tasks, ctx.seed, self.n_arms)
+        return None
 
-def reference_answers(env: Environment, tasks: Sequence[Task], seed: int) -> list[str]:
-    """The distinct reference answers of ``tasks`` (empty without a reference solution)."""
-    if not env.has_reference:
-        return []
-    out: dict[str, None] = {}
-    for t in tasks:
-        ref = record_reference(env, t, seed=derive_seed(seed, t.id, "reference"))
-        if ref.answer:
-            out[ref.answer] = None
-    return list(out)
+    def rollouts(self, ctx: ProbeContext) -> int:
+        return self.n_arms
+
+    async def act(self, ep: Episode) -> PolicyOutput:
+        k = self.arms.of(ep, self.rng(ep), self.n_arms)
+        cands = self.candidates(ep)
+        answer = cands[k] if k < len(cands) else ""
+        return self.say(wrap(ep.env, answer) if answer else "", arm=k, answer=answer[:200])
 
 
 # ------------------------------------------------------------------ answer format helpers
@@ -244,7 +240,7 @@ def extract_answer(env: Environment, text: str) -> str | None:
     return text[span[0]:span[1]] if span else None
 
 
-# ------------------------------------------------------------------ tools and plausible values
+# ------------------------------------------------------------------ what the agent sees
 def read_tools(env: Environment) -> list[Tool]:
     return [t for t in env.tools.values() if not t.writes]
 
@@ -259,6 +255,12 @@ _WORD = re.compile(r"[A-Za-z0-9][\w\-]{2,}")
 def words_of(text: str) -> list[str]:
     """Distinct word-like tokens of ``text`` (3+ characters), in order of appearance."""
     return list(dict.fromkeys(_WORD.findall(text)))
+
+
+def id_like(tokens: Sequence[str]) -> list[str]:
+    """Tokens that look like identifiers (hold a digit and a letter or a dash), first."""
+    ids = [t for t in tokens if any(c.isdigit() for c in t) and not t.replace(".", "").isdigit()]
+    return ids + [t for t in tokens if t not in ids]
 
 
 def params_of(tool: Tool) -> tuple[dict[str, Any], list[str]]:
@@ -331,3 +333,77 @@ def occurs(value: str, text: str) -> bool:
 
 def number_tokens(text: str) -> list[re.Match[str]]:
     return list(re.finditer(r"-?\d+(?:\.\d+)?", text))
+
+
+def json_values(text: str, limit: int = 20) -> list[Any]:
+    """The JSON arrays and objects written in ``text`` (outermost ones, in order)."""
+    out: list[Any] = []
+    dec = json.JSONDecoder()
+    i = 0
+    while len(out) < limit:
+        starts = [j for j in (text.find("[", i), text.find("{", i)) if j >= 0]
+        if not starts:
+            break
+        j = min(starts)
+        try:
+            value, end = dec.raw_decode(text, j)
+        except ValueError:
+            i = j + 1
+            continue
+        out.append(value)
+        i = end
+    return out
+
+
+def pieces(text: str) -> list[str]:
+    """Each non-empty line of ``text``, then each sentence of lines that hold several."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    out = list(lines)
+    for ln in lines:
+        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=\S)", ln) if s.strip()]
+        if len(sentences) > 1:
+            out += sentences
+    return list(dict.fromkeys(out))
+
+
+def blank(text: str) -> str | None:
+    """``text`` with its values zeroed or blanked and its shape kept: JSON numbers become 0,
+    strings "", booleans false; in other text every number becomes 0. None when nothing changes."""
+    s = text.strip()
+    try:
+        value = json.loads(s)
+    except ValueError:
+        value = None
+    if isinstance(value, (list, dict)):
+        return json.dumps(_blank_json(value))
+    out = re.sub(r"\d+(?:\.\d+)?", lambda m: "0.0" if "." in m.group() else "0", s)
+    out = re.sub(r"-(?=0\b)", "", out)
+    return out if out != s else None
+
+
+def _blank_json(v: Any) -> Any:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return 0
+    if isinstance(v, str):
+        return ""
+    if isinstance(v, list):
+        return [_blank_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _blank_json(x) for k, x in v.items()}
+    return v
+
+
+def probe_classes() -> dict[str, type[Probe]]:
+    """Every registered probe, in registration order (the built-in ones first)."""
+    from . import probes_text, probes_tools  # noqa: F401 - registers the built-in probes when used alone
+
+    return dict(PROBES)
+
+
+def make_probe(name: str) -> Probe:
+    classes = probe_classes()
+    if name not in classes:
+        raise KeyError(f"unknown probe {name!r} (probes: {', '.join(classes)})")
+    return classes[name]()

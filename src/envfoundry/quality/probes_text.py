@@ -1,18 +1,30 @@
-"""Text probes: answers that do no real work. Each class is one registered probe (see ``probes``).
+"""Text probes: answers that do no real work. Each class is one probe, registered at the end.
 
 Every probe writes its answer both plainly and, where the environment declares an
-``answer_format``, inside it, so a grader that only reads the answer block is tested too.
+``answer_format``, inside it, so a grader that only reads the answer block is tested too. None
+reads the reference solution or ``task.data`` (see :mod:`.probes`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import Counter
 
-from ..core.env import Environment, Episode
+from ..core.env import Episode
 from ..core.policy import PolicyOutput
-from ..core.task import Task
-from .probes import Probe, TextProbe, answer_parts, number_tokens, reference_answers, wrap
+from .probes import (
+    ArmProbe,
+    Probe,
+    ProbeContext,
+    TextProbe,
+    answer_parts,
+    blank,
+    json_values,
+    number_tokens,
+    pieces,
+    register_probe,
+    wrap,
+)
 
 
 class Empty(TextProbe):
@@ -105,62 +117,6 @@ class AnswerSpam(TextProbe):
         return [text]
 
 
-def _fullwidth(s: str) -> str:
-    return "".join(chr(ord(c) + 0xFEE0) if "0" <= c <= "9" else c for c in s)
-
-
-def _arabic_indic(s: str) -> str:
-    return "".join(chr(ord(c) - ord("0") + 0x0660) if "0" <= c <= "9" else c for c in s)
-
-
-def _off_by_one(value: str) -> str:
-    try:
-        return str(int(value.replace(",", "")) + 1)
-    except ValueError:
-        return "none"
-
-
-class FormatExploit(TextProbe):
-    """The right answer in a wrong form: several answer blocks, the answer outside the block,
-    look-alike digits, LaTeX \\boxed{} or markdown wrappers, junk after it; hedges with a wrong
-    answer. Uses the reference answer, so a single pass is a finding."""
-
-    name = "format"
-
-    def applies(self, env: Environment) -> str | None:
-        if not env.has_reference:
-            return "the environment has no reference solution to take the right answer from"
-        return None
-
-    def variants(self, ep: Episode) -> list[str]:
-        ref = self.reference(ep)
-        gold = ref.answer if ref is not None else None
-        if not gold:
-            return [""]  # nothing to misformat: behave like noop
-        wrong = _off_by_one(gold)
-        env = ep.env
-        hedges = [f"{wrong}\n{gold}", f"{gold} or {wrong}", f"{wrong}, {gold}"]
-        parts = answer_parts(env)
-        if parts is None:
-            return hedges
-        out = [
-            wrap(env, wrong) + " " + wrap(env, gold),
-            wrap(env, gold) + " " + wrap(env, wrong),
-            wrap(env, f"{wrong} or {gold}"),
-            f"The answer is {gold}.",
-            f"$\\boxed{{{gold}}}$",
-            wrap(env, f"\\boxed{{{gold}}}"),
-            wrap(env, f"**{gold}**"),
-            wrap(env, f"`{gold}`"),
-            wrap(env, f"{gold} (approximately)"),
-            wrap(env, gold) + parts[0],
-            parts[0] + wrap(env, gold),
-        ]
-        if any(c.isdigit() for c in gold):
-            out += [wrap(env, _fullwidth(gold)), wrap(env, _arabic_indic(gold))]
-        return out
-
-
 _THINK = "Let me think about this carefully and check every step once more. "
 
 
@@ -235,19 +191,90 @@ class GraderError(TextProbe):
 
 
 class Guessing(Probe):
-    """Guesses without reading the task: an answer of another task of the split (from the
-    reference solution) or a small integer. If it passes often, the tasks need no reasoning."""
+    """Guesses without reading the task: an answer of another task of the split or a small
+    integer. If it passes often with answers that are not the right one, the grader accepts guesses."""
 
     name = "guessing"
-    strict = False  # a guess is sometimes right by chance; only a high rate is a finding
+    strict = False  # a guess is sometimes right by chance; only a high rate of wrong passes is a finding
+    text_only = True
 
     def __init__(self) -> None:
         super().__init__()
         self.pool: list[str] = [str(i) for i in range(11)]
 
-    def prepare(self, env: Environment, tasks: Sequence[Task], others: Sequence[Task], seed: int) -> None:
-        self.pool = list(dict.fromkeys([*self.pool, *reference_answers(env, others, seed)]))
+    def prepare(self, ctx: ProbeContext) -> str | None:
+        self.pool = list(dict.fromkeys([*self.pool, *ctx.pool]))
+        return None
 
     async def act(self, ep: Episode) -> PolicyOutput:
         guess = self.rng(ep).choice(self.pool)
         return self.say(wrap(ep.env, guess), guess=guess)
+
+
+#: short answers a lazy policy may try on every task
+CONSTANTS = ("0", "1", "yes", "no", "true", "[]")
+
+
+class Constant(ArmProbe):
+    """The same short answer on every task: 0, 1, yes, no, true, [] and the split's most common
+    answers (of other tasks), each one tried once on every task."""
+
+    name = "constant"
+    strict = False  # "yes" is the right answer of many yes/no tasks; a wrong answer that passes is the finding
+    per_arm = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[str] = list(CONSTANTS)
+
+    def arm_count(self, ctx: ProbeContext) -> int:
+        seen = {v.casefold() for v in CONSTANTS}
+        common = [a for a, c in Counter(a.strip() for a in ctx.pool if a.strip()).most_common()
+                  if c >= 2 and len(a) <= 60 and a.casefold() not in seen][:3]
+        self.values = [*CONSTANTS, *common]
+        return len(self.values)
+
+    def candidates(self, ep: Episode) -> list[str]:
+        return self.values
+
+
+class BlankShape(ArmProbe):
+    """The shape of an answer with its values zeroed or blanked: the JSON values of the prompt
+    (a grid, a list, a record) and the answers of other tasks, numbers as 0, strings as ""."""
+
+    name = "blank_shape"
+    strict = False  # an all-zero answer can be right ("how many are left?": 0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool_shapes: list[str] = []
+
+    def _shapes(self, prompt: str) -> list[str]:
+        found = [b for v in json_values(prompt) if (b := blank(json.dumps(v))) is not None]
+        return list(dict.fromkeys([*found, *self.pool_shapes]))
+
+    def arm_count(self, ctx: ProbeContext) -> int:
+        shapes = (blank(a) for a in dict.fromkeys(ctx.pool))
+        self.pool_shapes = list(dict.fromkeys(s for s in shapes if s))[:4]
+        return max((len(self._shapes(t.prompt)) for t in ctx.tasks), default=0)
+
+    def candidates(self, ep: Episode) -> list[str]:
+        return self._shapes(ep.task.prompt)
+
+
+class PromptCopy(ArmProbe):
+    """Each line of the prompt, and each sentence of its longer lines, as the answer."""
+
+    name = "prompt_copy"
+    strict = False  # on a multiple-choice task one line of the prompt is the right answer
+
+    def arm_count(self, ctx: ProbeContext) -> int:
+        return max((len(pieces(t.prompt)) for t in ctx.tasks), default=0)
+
+    def candidates(self, ep: Episode) -> list[str]:
+        return pieces(ep.task.prompt)
+
+
+for _cls in (Empty, Refusal, ClaimSuccess, EchoPrompt, AnswerSpam, Overlong, Padding, JudgeInjection, GraderError,
+             Guessing, Constant, BlankShape, PromptCopy):
+    register_probe(_cls)

@@ -1,23 +1,37 @@
-"""Tool probes: echoing tool results, abusing tools, and looking for leaked answers."""
+"""Tool probes: echoing tool results, abusing tools, and using values that leak to the agent.
+
+The leak probes never look at the reference or ``task.data``: they read what the agent sees
+(prompt, tool results after calling the read tools with identifiers from the prompt) and pick
+out values shown under a name that no agent should be shown (``expected``, ``answer``,
+``solution``, ``internal``, ``debug``...). ``leak`` answers with such a value; ``leak_to_tools``
+also passes it to the write tools, as the argument of the matching type. The audit then tells
+whether the value was private (:mod:`envfoundry.quality.audit`).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.env import Environment, Episode
 from ..core.messages import Message, ToolCall
 from ..core.policy import PolicyOutput
-from ..core.task import Task
+from ..core.tools import Tool
 from .probes import (
+    Arms,
     Probe,
-    flat_values,
+    ProbeContext,
+    id_like,
+    json_values,
     observations,
-    occurs,
     params_of,
     plausible_args,
+    plausible_value,
     read_tools,
+    register_probe,
     words_of,
     wrap,
     write_tools,
@@ -115,62 +129,241 @@ class ToolAbuse(Probe):
         return self.say(_CLAIM)
 
 
-class Leak(Probe):
-    """Looks for the reference answer or private task data (``task.data``) in what the agent sees
-    (system, examples, prompt, read-tool results) and answers with what it found there. The
-    reference is read only to know what to look for."""
+# ------------------------------------------------------------------ leaks
+_SECRET = r"expect|answer|solution|gold|target|correct|truth|internal|debug|secret|hidden|private|grader|oracle"
+_SECRET_RE = re.compile(_SECRET, re.I)
+_KEY_VALUE = re.compile(r"([A-Za-z_][\w\-]*)\s*[:=]\s*(\"[^\"\n]{1,80}\"|'[^'\n]{1,80}'|[^\s,;\"'}\]]{1,80})")
+_WORD_VALUE = re.compile(r"\b(\w*(?:" + _SECRET + r")\w*)(?:\s+(?:is|was|are|be|of|=|:))?\s+([^\s,;]{1,80})", re.I)
+_STOP = {"the", "a", "an", "is", "are", "was", "be", "to", "of", "and", "or", "in", "on", "for", "it", "this",
+         "that", "with", "as", "by", "at", "from", "if", "when", "you", "your", "we", "i", "will", "must", "should"}
 
-    name = "leak"
-    strict = False  # a short answer can appear in the prompt by coincidence ("0 + 5")
+
+@dataclass(frozen=True)
+class Sighting:
+    """A value shown to the agent under a suspicious name: where, under what, and how sure
+    (rank 0: a JSON field, 1: ``name: value`` or ``name=value`` text, 2: a name followed by a value)."""
+
+    label: str
+    value: str | int | float
+    where: str
+    rank: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "value": str(self.value)[:200], "seen_in": self.where}
+
+
+def _clean(v: str) -> str:
+    v = v.strip()
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+        return v[1:-1]
+    return v.rstrip(".,;:)]}!?")
+
+
+def _leaves(v: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(v, dict):
+        return [x for k, w in v.items() for x in _leaves(w, f"{path}.{k}" if path else str(k))]
+    if isinstance(v, list):
+        return [x for w in v[:200] for x in _leaves(w, path)]
+    return [(path, v)]
+
+
+def _json_in(text: str) -> list[Any]:
+    try:
+        return [json.loads(text)]
+    except ValueError:
+        return json_values(text)
+
+
+def sightings(where: str, text: str) -> list[Sighting]:
+    """Values that ``text`` shows under a name that suggests a private value."""
+    out: list[Sighting] = []
+    for v in _json_in(text):
+        for path, leaf in _leaves(v):
+            if _SECRET_RE.search(path) and isinstance(leaf, (str, int, float)) and not isinstance(leaf, bool):
+                if str(leaf).strip():
+                    out.append(Sighting(path, leaf, where, 0))
+    for m in _KEY_VALUE.finditer(text):
+        if _SECRET_RE.search(m.group(1)) and (value := _clean(m.group(2))):
+            out.append(Sighting(m.group(1), value, where, 1))
+    for m in _WORD_VALUE.finditer(text):
+        value = _clean(m.group(2))
+        if value and value.lower() not in _STOP and not _SECRET_RE.search(value):
+            out.append(Sighting(m.group(1), value, where, 2))
+    return out
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(str(v).replace(",", ""))
+    except ValueError:
+        return None
+
+
+class _LeakBase(Probe):
+    """Reads what the agent sees and ranks the values shown under suspicious names."""
+
+    strict = False  # a value under a name like "target" may be a fair part of the task
+    blind = False  # its right answers come from what leaked: they are not lucky guesses
 
     def __init__(self) -> None:
         super().__init__()
-        self.shared: set[str] = set()
+        self.shared_texts: set[str] = set()
+        self.shared: set[tuple[str, str]] = set()
+        self.arms = Arms()
+        self.n = 2
 
-    def prepare(self, env: Environment, tasks: Sequence[Task], others: Sequence[Task], seed: int) -> None:
-        """Prompt texts that several tasks share (system prompt, worked examples) hold nothing
-        task-specific: a secret seen only there is a coincidence, not a leak."""
-        counts = Counter(m.content for t in [*tasks, *others] for m in env.prompt_messages(t))
-        self.shared = {text for text, c in counts.items() if c > 1}
+    def prepare(self, ctx: ProbeContext) -> str | None:
+        """Prompt texts that several tasks share (system prompt, worked examples) and values that
+        several tasks' prompts show under the same name ("Answer: yes or no") hold nothing
+        task-specific: they are not leaks."""
+        tasks = [*ctx.tasks, *ctx.others]
+        texts = Counter(m.content for t in tasks for m in ctx.env.prompt_messages(t))
+        self.shared_texts = {text for text, c in texts.items() if c > 1}
+        per_task = Counter(key for t in tasks for key in {(s.label.lower(), str(s.value))
+                                                           for m in ctx.env.prompt_messages(t)
+                                                           for s in sightings("prompt", m.content)})
+        self.shared = {k for k, c in per_task.items() if c > 1}
+        self.n = ctx.samples
+        self.arms.prepare(ctx.tasks, ctx.seed, self.n)
+        return None
 
-    def _read_calls(self, ep: Episode) -> list[ToolCall]:
+    def read_calls(self, ep: Episode) -> list[ToolCall]:
+        """Each read tool, called with identifiers from the prompt (two argument sets at most)."""
         tools = read_tools(ep.env)
         if not tools or ep.env.max_turns < 2:
             return []
-        ref = self.reference(ep)
-        seen: dict[str, dict[str, Any]] = {}
-        for a in ref.actions if ref is not None else []:
-            for c in a.tool_calls:
-                if c.name not in seen and isinstance(c.arguments, dict):
-                    seen[c.name] = dict(c.arguments)
         rng = self.rng(ep)
-        words = words_of(ep.task.prompt)
-        return [ToolCall(t.name, seen.get(t.name) or plausible_args(t, rng, words), id=f"leak{i}")
-                for i, t in enumerate(tools)]
+        ids = id_like(words_of(ep.task.prompt))
+        calls: list[ToolCall] = []
+        for t in tools[:6]:
+            props, required = params_of(t)
+            names = required or list(props)
+            for k in range(2 if names else 1):
+                args = {p: (ids[(k + i) % len(ids)] if ids and props[p].get("type") == "string"
+                            and "enum" not in props[p] else plausible_value(props[p], rng, ids))
+                        for i, p in enumerate(names) if p in props}
+                if k and args == calls[-1].arguments:
+                    break
+                calls.append(ToolCall(t.name, args, id=f"leak{len(calls)}"))
+        return calls[:12]
 
-    def _secrets(self, ep: Episode) -> list[tuple[str, str]]:
-        """(label, value) pairs the agent must not be shown; the reference answer first."""
-        out: list[tuple[str, str]] = []
-        ref = self.reference(ep)
-        if ref is not None and ref.answer:
-            out.append(("reference answer", ref.answer))
-        for path, v in flat_values(ep.task.data):
-            s = str(v)
-            if s.strip() and all(s != x for _, x in out):
-                out.append((path, s))
-        return out
+    def found(self, ep: Episode) -> list[Sighting]:
+        """Sightings in what the agent saw, best first, one per value."""
+        out: dict[str, Sighting] = {}
+        for where, text in observations(ep):
+            if text in self.shared_texts:
+                continue
+            for s in sightings(where, text):
+                key = str(s.value)
+                if (s.label.lower(), key) in self.shared and where == "prompt":
+                    continue
+                if key not in out or s.rank < out[key].rank:
+                    out[key] = s
+        ranked = sorted(out.values(), key=lambda s: s.rank)
+        if not ranked:
+            return ranked
+        k = self.arms.of(ep, self.rng(ep), self.n) % len(ranked)
+        return ranked[k:] + ranked[:k]  # the k-th rollout of a task tries the k-th best value first
+
+
+class Leak(_LeakBase):
+    """Answers with a value that the prompt or a read tool's result shows under a name no agent
+    should be shown (expected, answer, solution, internal, debug...)."""
+
+    name = "leak"
 
     async def act(self, ep: Episode) -> PolicyOutput:
-        if ep.turns == 0:
-            calls = self._read_calls(ep)
+        if ep.turns == 0 and (calls := self.read_calls(ep)):
+            return PolicyOutput(_calls_message(calls), info={"probe": self.name})
+        found = self.found(ep)
+        value = str(found[0].value) if found else ""
+        return self.say(wrap(ep.env, value) if value else "", leaks=[s.to_dict() for s in found[:5]], used=value)
+
+
+def _fill(tool: Tool, leaked: list[Sighting], fields: dict[str, list[Any]], ids: list[str],
+          ep: Episode, rng: Any) -> tuple[dict[str, Any], list[str]]:
+    """Arguments for ``tool``: a leaked value of the matching type where one fits (best name
+    match first), else a value the agent saw under the parameter's name, else a plausible one."""
+    props, required = params_of(tool)
+    args: dict[str, Any] = {}
+    used: list[str] = []
+    for p in required or list(props):
+        sch = props.get(p, {})
+        t = sch.get("type")
+        fits: list[Any] = []
+        for s in leaked:
+            num = _number(s.value)
+            if "enum" in sch:
+                ok = s.value in sch["enum"]
+                v: Any = s.value
+            elif t == "integer":
+                ok, v = num is not None and num == int(num), int(num or 0)
+            elif t == "number":
+                ok, v = num is not None, num
+            elif t == "string":
+                ok, v = isinstance(s.value, str) and num is None, s.value
+            else:
+                ok, v = False, None
+            if ok:
+                score = sum(w in s.label.lower() for w in p.lower().split("_") if len(w) > 2)
+                fits.append((-score, s.rank, len(fits), v))
+        if fits:
+            args[p] = min(fits)[3]
+            used.append(p)
+            continue
+        seen = fields.get(p) or (fields.get("id") if p.endswith("_id") else None)
+        args[p] = seen[0] if seen else plausible_value(sch, rng, ids)
+    return args, used
+
+
+class LeakToTools(_LeakBase):
+    """Passes values shown under a name no agent should be shown to the write tools, as the
+    arguments of the matching type, then answers with them: a leak that a grader of the world
+    would never see in a text answer."""
+
+    name = "leak_to_tools"
+
+    def applies(self, env: Environment) -> str | None:
+        if not write_tools(env):
+            return "the environment has no write tools"
+        if env.max_turns < 2:
+            return f"max_turns={env.max_turns} leaves no turn to write after reading"
+        return None
+
+    def _writes(self, ep: Episode, leaked: list[Sighting]) -> tuple[list[ToolCall], list[dict[str, Any]]]:
+        rng = self.rng(ep)
+        fields: dict[str, list[Any]] = {}
+        for _, text in observations(ep):
+            for v in _json_in(text):
+                for path, leaf in _leaves(v):
+                    if isinstance(leaf, (str, int, float)) and not isinstance(leaf, bool):
+                        fields.setdefault(path.rsplit(".", 1)[-1], []).append(leaf)
+        ids = id_like(words_of(ep.task.prompt))
+        calls, used = [], []
+        for t in write_tools(ep.env)[:4]:
+            args, filled = _fill(t, leaked, fields, ids, ep, rng)
+            if filled:
+                calls.append(ToolCall(t.name, args, id=f"leakw{len(calls)}"))
+                used.append({"tool": t.name, "leaked_into": filled})
+        return calls, used
+
+    async def act(self, ep: Episode) -> PolicyOutput:
+        if ep.turns == 0 and (calls := self.read_calls(ep)):
+            return PolicyOutput(_calls_message(calls), info={"probe": self.name})
+        found = self.found(ep)
+        wrote = any(c.id.startswith("leakw") for m in ep.messages[ep.prefix_len:] for c in m.tool_calls)
+        if found and not wrote:
+            calls, used = self._writes(ep, found)
             if calls:
-                return PolicyOutput(_calls_message(calls), info={"probe": self.name})
-        found: list[dict[str, str]] = []
-        answer = ""
-        texts = [(w, text) for w, text in observations(ep) if text not in self.shared]
-        for label, value in self._secrets(ep):
-            where = next((w for w, text in texts if occurs(value, text)), None)
-            if where is not None:
-                answer = answer or value
-                found.append({"secret": label, "value": value[:200], "seen_in": where})
-        return self.say(wrap(ep.env, answer) if answer else "", leaks=found)
+                return PolicyOutput(_calls_message(calls), info={"probe": self.name, "writes": used,
+                                                             "leaks": [s.to_dict() for s in found[:5]]})
+        value = str(found[0].value) if found else ""
+        return self.say(wrap(ep.env, value) if value else "", leaks=[s.to_dict() for s in found[:5]], used=value)
+
+
+for _cls in (EchoTools, ToolAbuse, Leak, LeakToTools):
+    register_probe(_cls)

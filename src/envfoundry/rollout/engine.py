@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.env import Environment, Episode, format_exception
-from ..core.errors import PolicyError
+from ..core.errors import ModelServerDied, PolicyError
 from ..core.outcome import Outcome, Usage
 from ..core.policy import Policy
 from ..core.seeding import derive_seed
@@ -95,7 +95,7 @@ async def run_rollout(
         error = f"rollout timed out after {cfg.timeout_s}s while waiting for the {where}"
     except PolicyError as e:
         outcome, error = Outcome.POLICY_ERROR, f"{e}"
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ModelServerDied):  # the run stops: nothing is recorded against a dead server
         raise
     except Exception as e:  # noqa: BLE001 - classified, recorded with its traceback
         outcome = Outcome.POLICY_ERROR if where == "policy" else Outcome.ENV_ERROR

@@ -14,12 +14,12 @@ from typing import Any, NoReturn, Protocol
 
 from .. import __version__
 from ..core.env import Environment
-from ..core.errors import RunWriteError, StoreError, UsageError
+from ..core.errors import ModelServerDied, RunWriteError, StoreError, UsageError
 from ..core.policy import Policy
 from ..core.task import Task
 from ..envs import canonical_spec
 from .engine import RolloutConfig, iter_jobs, run_all
-from .pool import check_workers, run_pool, split_concurrency
+from .pool import WorkerError, check_workers, run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
 from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
 from .summary import Summary, light_record, summarize
@@ -33,19 +33,85 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
 
+MaxErrors = int | float
+"""How many errored rollouts a run tolerates: an int is a count, a float in [0, 1] a share of the
+rollouts. The default 0 tolerates none (after each rollout's retries), as inspect_ai does."""
+
+
+def check_max_errors(value: MaxErrors) -> MaxErrors:
+    """``value`` if it is a valid tolerance (see :data:`MaxErrors`), else a UsageError."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"max_errors must be a count (int) or a share (float in [0, 1]), got {value!r}")
+    if isinstance(value, int) and value < 0:
+        raise UsageError(f"--max-errors must be >= 0, got {value}")
+    if isinstance(value, float) and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise UsageError(f"--max-errors as a share must be in [0, 1], got {value}")
+    return value
+
+
+def parse_max_errors(text: str) -> MaxErrors:
+    """``--max-errors``: ``N`` (a count), ``P%`` or a fraction such as ``0.05`` (a share)."""
+    t = text.strip()
+    try:
+        if t.endswith("%"):
+            return check_max_errors(float(t[:-1]) / 100)
+        if t.isdigit():
+            return check_max_errors(int(t))
+        return check_max_errors(float(t))
+    except ValueError:
+        raise UsageError(f"--max-errors expects a count (5), a share (0.05) or a percentage (5%), got {text!r}") \
+            from None
+
+
 @dataclass
 class Run:
-    """A run directory, opened for reading."""
+    """A run directory, opened for reading; after :func:`evaluate`, also whether it succeeded:
+    :attr:`failure` says why not (its errored rollouts exceed ``max_errors``)."""
 
     path: Path
     manifest: RunManifest
     summary: dict[str, Any]
+    max_errors: MaxErrors = 0
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
         store = RunStore.open(path)
         summary = store.summary() or summarize(store.records(), samples=store.manifest.samples)
         return cls(store.path, store.manifest, summary)
+
+    @property
+    def n_errors(self) -> int:
+        """Rollouts that ended in ``policy_error``, ``env_error`` or ``grader_error``."""
+        return int(self.summary.get("n_errors") or 0)
+
+    @property
+    def tolerated(self) -> int:
+        """The most errored rollouts this run may have and still succeed."""
+        if isinstance(self.max_errors, float):
+            return int(self.max_errors * int(self.summary.get("n_trajectories") or 0))
+        return int(self.max_errors)
+
+    @property
+    def ok(self) -> bool:
+        """True when the errored rollouts are within the tolerance (``max_errors``)."""
+        return self.n_errors <= self.tolerated
+
+    @property
+    def failure(self) -> str | None:
+        """Why the run failed (errors beyond ``max_errors``: how many, the commonest causes, what
+        was measured, the command that runs them again), or None when it succeeded."""
+        if self.ok:
+            return None
+        n, total = self.n_errors, int(self.summary.get("n_trajectories") or 0)
+        causes = self.summary.get("error_causes") or []
+        lines = [f"{n} of {total} rollouts ended in errors (tolerated: {self.tolerated}; see --max-errors)"]
+        lines += [f"  {k} x {cause}" for cause, k in causes[:3]]
+        if not self.summary.get("n_scored"):
+            lines.append("nothing was measured: no rollout was scored")
+        lines.append(f"the errored rollouts are run again by: envfoundry run --out {self.path} --resume")
+        return "\n".join(lines)
 
     def records(self) -> Iterator[dict[str, Any]]:
         return RunStore.open(self.path).records()
@@ -122,6 +188,8 @@ async def evaluate_async(
     sample_offset: int = 0,
     calibration: str | Path | None = None,
     workers: int = 1,
+    max_errors: MaxErrors = 0,
+    strict_limit: bool = False,
 ) -> Run:
     """Run ``samples`` rollouts of each selected task and store them under ``out``.
 
@@ -140,9 +208,18 @@ async def evaluate_async(
     ``calibrated_split.json``) runs the tasks listed there.
     ``workers`` > 1 shares the rollouts among that many processes (see :mod:`.pool`); the
     environment must then be a spec or come from :func:`envfoundry.load`.
+    ``max_errors`` is how many errored rollouts the run tolerates (a count, or a share as a float
+    in [0, 1]; default none): the returned :class:`Run`'s ``ok`` and ``failure`` say whether it
+    succeeded. ``limit`` larger than the split is an error with ``strict_limit`` (the CLI's
+    ``--limit``), else a warning.
+
+    A model server that this run started and that dies stops the run with
+    :class:`~envfoundry.core.errors.ModelServerDied` (its exit status and log tail; the logs are
+    copied into ``out/server-logs``); nothing is recorded against the dead server.
     """
     from ..envs import load
 
+    check_max_errors(max_errors)
     if workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
 
@@ -206,6 +283,14 @@ async def evaluate_async(
         if not tasks:
             raise UsageError(f"no tasks to run: {env_obj.name} split {split!r} gives none"
                              + (f" (--limit {limit})" if limit is not None else ""))
+        if limit is not None and task_ids is None and len(tasks) < limit:
+            short = (f"--limit {limit} asks for more tasks than {env_obj.name} split {split!r} has "
+                     f"({len(tasks):,})")
+            if strict_limit:
+                raise UsageError(f"{short}; give --limit {len(tasks)} or leave --limit out to run them all")
+            import warnings
+
+            warnings.warn(f"{short}; running {len(tasks):,}", UserWarning, stacklevel=2)
         try:
             cfg = RolloutConfig(samples=samples, concurrency=concurrency, seed=seed,
                                 timeout_s=timeout_s, max_turns=max_turns)
@@ -260,6 +345,7 @@ async def evaluate_async(
 
     flush_task = asyncio.ensure_future(flusher())
     failing = False  # an error is on its way out: a second one while closing must not replace it
+    died: str | None = None  # what became of a dead model server (read before the policy is closed)
     try:
         try:
             if resume:  # a new run started its policy before it made the run directory
@@ -272,8 +358,10 @@ async def evaluate_async(
             else:
                 await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record,
                               total - len(done))
-        except BaseException:
+        except BaseException as e:
             failing = True
+            if isinstance(e, ModelServerDied | WorkerError):
+                died = _postmortem(policy, store.path)
             raise
         finally:
             flush_task.cancel()
@@ -291,10 +379,28 @@ async def evaluate_async(
             # (a full disk that failed a record's write usually fails the summary's too: the first is reported)
     except OSError as e:
         _raise_write_error(e, store.path)
+    except (ModelServerDied, WorkerError) as e:
+        if died is None:
+            raise
+        raise ModelServerDied(f"{died}\nthe rollouts stored before are kept; after fixing the server, continue "
+                              f"with: envfoundry run --out {store.path} --resume") from e
     finally:
         if progress is not None:  # whatever happened: the terminal gets its cursor back
             progress.stop()
-    return Run(store.path, store.manifest, summary)
+    return Run(store.path, store.manifest, summary, max_errors=max_errors)
+
+
+def _postmortem(policy: Policy, run_dir: Path) -> str | None:
+    """A dead model server's exit status and log tail, its logs copied into ``run_dir/server-logs``
+    (for policies that own servers: :class:`~envfoundry.policies.embedded.LocalPolicy`)."""
+    postmortem = getattr(policy, "postmortem", None)
+    if postmortem is None:
+        return None
+    try:
+        text: str | None = postmortem(run_dir / "server-logs")
+    except Exception:  # noqa: BLE001 - the run's own error is the one to report
+        return None
+    return text
 
 
 def _raise_write_error(e: OSError, run_dir: Path) -> NoReturn:

@@ -49,10 +49,20 @@ def calibrated_split_path(calibration: str | Path) -> Path:
     return p / CALIBRATED_SPLIT_FILE if p.is_dir() else p
 
 
+def calibrations_dir(env_name: str) -> Path:
+    """Where ``envfoundry calibrate`` makes a new ``calibration-TIME`` folder unless told otherwise:
+    ``quality/<env>`` (next to the audits)."""
+    return Path("quality") / env_name
+
+
 def default_calibration_dir(env_name: str) -> Path:
-    """Where ``envfoundry calibrate`` writes unless told otherwise, and where ``envfoundry train``
-    looks for a calibrated split: ``quality/<env>/calibration`` (next to the audit's results)."""
-    return Path("quality") / env_name / "calibration"
+    """Where ``envfoundry train`` looks for a calibrated split: the newest
+    ``quality/<env>/calibration-TIME`` that holds one (the folder name sorts by time), else the
+    ``quality/<env>/calibration`` of older versions."""
+    base = calibrations_dir(env_name)
+    found = sorted((p for p in base.glob("calibration-*") if (p / CALIBRATED_SPLIT_FILE).is_file()),
+                   key=lambda p: (p.name[:len("calibration-YYYYmmdd-HHMMSS")], p.stat().st_mtime))
+    return found[-1] if found else base / "calibration"
 
 
 def find_calibration(env: Environment, env_args: dict[str, str] | None = None,

@@ -5,16 +5,26 @@ for at most ``FLUSH_INTERVAL_S`` (or ``FLUSH_RECORDS`` records) and written with
 on an ``O_APPEND`` descriptor, so a process killed at any instant leaves whole lines plus at most
 one torn last line, which :meth:`RunStore.prepare_resume` drops; the few rollouts still in the
 buffer of a killed process are simply run again on resume. A clean stop or Ctrl-C flushes.
-Error records are moved to ``errors.jsonl`` on resume and their rollouts run again, so the final
-file holds exactly one record per (task_id, sample).
+Error records are moved to ``errors.jsonl`` on resume and their rollouts run again; damaged lines,
+records of other tasks or samples than the run's and repeated records are moved to
+``set_aside.jsonl``; so the final file holds exactly one record per (task_id, sample).
+
+Every record is written whatever it holds (see :mod:`envfoundry.core.sanitize`): text that cannot
+be encoded is escaped and registered secrets are redacted, and the record lists the fields
+changed under ``escaped`` and ``redacted``. Readers (:meth:`RunStore.records`, ``show``,
+``export``) treat a damaged line as damage (:class:`DamagedRunError`, ``FILE:LINE``, exit 2),
+except a torn last line, which a killed or running process leaves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,27 +34,46 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import StoreError, reason
 from ..core.outcome import Outcome
+from ..core.sanitize import clean_text, holds_secret, registered_secrets, storable
 from .summary import light_record
 
 MANIFEST = "manifest.json"
 TRAJECTORIES = "trajectories.jsonl"
 ERRORS = "errors.jsonl"
 SUMMARY = "summary.json"
+SET_ASIDE = "set_aside.jsonl"
 #: the files a run directory is made of (an export must never replace one)
-STORE_FILES = frozenset({MANIFEST, TRAJECTORIES, ERRORS, SUMMARY})
+STORE_FILES = frozenset({MANIFEST, TRAJECTORIES, ERRORS, SUMMARY, SET_ASIDE})
 FLUSH_INTERVAL_S = 0.05
 FLUSH_RECORDS = 64
-_ORJSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 ERROR_OUTCOMES = frozenset(o.value for o in Outcome if o.is_error)
 OUTCOMES = frozenset(o.value for o in Outcome)
+_SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
+#: errnos of a path that cannot be a directory as given (the user's input, exit 2); any other
+#: failure to make one (a full disk, a read-only file system, no permission) is the machine's
+_PATH_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL})
+
+
+class DamagedRunError(StoreError):
+    """A run file holds a line or field that no writer of ours produces (exit code 2)."""
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
-    """One record as its line in ``trajectories.jsonl`` (JSON, newline-terminated)."""
-    try:  # string keys (the usual case) take orjson's fast path, about twice as fast
-        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
-    except TypeError:  # e.g. integer keys in task metadata
-        return orjson.dumps(record, default=str, option=_ORJSON_OPTS)
+    """One record as its line in ``trajectories.jsonl`` (JSON, newline-terminated), whatever it
+    holds: a record that does not encode as it is (lone surrogates, integers beyond 64 bits,
+    nesting deeper than the encoder follows, keys that are not strings) or that holds a registered
+    secret is made :func:`~envfoundry.core.sanitize.storable`, and lists the paths of what was
+    changed under ``escaped`` and ``redacted``."""
+    try:  # the usual case: orjson's fast path
+        line = orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # orjson.JSONEncodeError
+        line = None
+    if line is not None and not (registered_secrets() and holds_secret(line)):
+        return line
+    clean, changes = storable(record)
+    if isinstance(clean, dict):
+        clean.update(changes.summary())
+    return orjson.dumps(clean, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class RunManifest(BaseModel):
@@ -58,64 +87,143 @@ class RunManifest(BaseModel):
     env_args: dict[str, str] = Field(default_factory=dict, description="keyword arguments to the env factory")
     split: str
     limit: int | None
-    task_ids: list[str] = Field(description="the selected tasks, in order")
-    samples: int = Field(description="rollouts per task (a GRPO group)")
+    task_ids: list[str] = Field(min_length=1, description="the selected tasks, in order")
+    samples: int = Field(ge=1, description="rollouts per task (a GRPO group)")
     seed: int = Field(description="run seed; rollout seeds hash (seed, task id, sample)")
     task_seed: int = Field(description="seed of the procedural task source")
     policy: dict[str, Any] = Field(description="policy spec and sampling options, no secrets")
-    concurrency: int
-    timeout_s: float | None
-    max_turns: int | None
+    concurrency: int = Field(ge=1)
+    timeout_s: float | None = Field(gt=0, allow_inf_nan=False)
+    max_turns: int | None = Field(ge=1)
     package_version: str
     started_at: str
     python: str
-    sample_offset: int = Field(0, description="sample indices run sample_offset .. sample_offset + samples - 1")
+    sample_offset: int = Field(0, ge=0, description="sample indices run sample_offset .. sample_offset + samples - 1")
     calibration: str | None = Field(None, description="calibrated_split.json behind split 'calibrated'")
 
 
-def _is_record(rec: Any) -> bool:
-    """Whether a parsed line is a trajectory record readers can rely on: a string task id, an
-    integer sample, a known outcome, token counts that are integers, and for a scored outcome a
-    numeric score and a boolean ``passed``."""
-    if not (isinstance(rec, dict) and {"task_id", "sample", "outcome"} <= rec.keys()):
-        return False
-    sample = rec["sample"]
-    if not isinstance(rec["task_id"], str) or not isinstance(sample, int) or isinstance(sample, bool):
-        return False
-    if rec["outcome"] not in OUTCOMES:
-        return False
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _message_problem(m: Any, where: str) -> str | None:
+    if not isinstance(m, dict):
+        return f"{where} is not an object"
+    if not isinstance(m.get("role"), str):
+        return f"{where}.role is not a string"
+    if not isinstance(m.get("content"), (str, type(None))):
+        return f"{where}.content is not a string"
+    calls = m.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            return f"{where}.tool_calls is not a list"
+        for j, c in enumerate(calls):
+            if not (isinstance(c, dict) and isinstance(c.get("name"), str)
+                    and isinstance(c.get("arguments"), (str, dict))):
+                return f"{where}.tool_calls.{j} is not a tool call (name and arguments)"
+    return None
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why a parsed line is not a trajectory record readers can rely on, or None when it is: a
+    string task id, an integer sample, a known outcome, integer token counts, for a scored outcome
+    a finite score and a boolean ``passed``, and fields of the types the writer gives them."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not a record"
+    missing = [k for k in ("task_id", "sample", "outcome") if k not in rec]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(rec["task_id"], str):
+        return "task_id is not a string"
+    if not _is_int(rec["sample"]):
+        return "sample is not an integer"
+    outcome = rec["outcome"]
+    if outcome not in OUTCOMES:
+        return f"outcome {str(outcome)[:40]!r} is not one of {', '.join(sorted(OUTCOMES))}"
     usage = rec.get("usage")
-    if usage is not None and not (isinstance(usage, dict) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in usage.values())):
-        return False
-    if rec["outcome"] in ("completed", "truncated"):
+    if usage is not None and not (isinstance(usage, dict) and all(_is_int(v) for v in usage.values())):
+        return "usage holds token counts that are not integers"
+    if outcome in _SCORED:
         score = rec.get("score")
-        return isinstance(score, (int, float)) and not isinstance(score, bool) and isinstance(rec.get("passed"), bool)
-    return True
+        if not (isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)):
+            return f"a {outcome} record without a numeric score"
+        if not isinstance(rec.get("passed"), bool):
+            return f"a {outcome} record without a boolean 'passed'"
+    for k in ("error", "explanation", "split"):
+        if not isinstance(rec.get(k), (str, type(None))):
+            return f"{k} is not a string"
+    for k in ("seed", "turns"):
+        if rec.get(k) is not None and not _is_int(rec[k]):
+            return f"{k} is not an integer"
+    for k in ("metadata", "timings"):
+        if rec.get(k) is not None and not isinstance(rec[k], dict):
+            return f"{k} is not an object"
+    msgs = rec.get("messages")
+    if msgs is not None:
+        if not isinstance(msgs, list):
+            return "messages is not a list"
+        for i, m in enumerate(msgs):
+            why = _message_problem(m, f"messages.{i}")
+            if why:
+                return why
+    return None
 
 
-def _record_key(line: bytes) -> tuple[tuple[str, int], dict[str, Any]] | None:
-    """((task_id, sample), record) of a stored line, or None when it is not a whole record."""
-    if not line.strip():
-        return None
+def _parse(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) for a line that is a whole record, else (None, why not)."""
     try:
         rec = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not _is_record(rec):
-        return None
-    return (rec["task_id"], rec["sample"]), rec
+    except orjson.JSONDecodeError as e:
+        return None, f"not valid JSON ({e})"
+    why = record_problem(rec)
+    return (None, why) if why else (rec, None)
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line of a JSON document (as the store writes it, indented) where ``key`` is given."""
+    needle = json.dumps(key) + ":"
+    for i, ln in enumerate(text.splitlines(), 1):
+        if ln.lstrip().startswith(needle):
+            return i
+    return None
+
+
+def _damaged(path: Path, line: int | None, why: str) -> DamagedRunError:
+    where = f"{path}:{line}" if line is not None else str(path)
+    return DamagedRunError(f"cannot read {where} (damaged?): {why}")
+
+
+def _load_json(path: Path) -> tuple[Any, str]:
+    """The JSON document in ``path`` and its text; damage (not UTF-8, not JSON) as a DamagedRunError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:  # unreadable (permissions): the machine's, not the input's (exit 1)
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _damaged(path, raw[: e.start].count(b"\n") + 1, "not UTF-8 text") from None
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError as e:
+        raise _damaged(path, e.lineno, f"not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise _damaged(path, None, "nested too deeply") from None
 
 
 def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
-    """Create ``path`` (and its parents) as a directory, or raise a StoreError saying why not."""
+    """Create ``path`` (and its parents) as a directory. A path that cannot be one (under a file,
+    too long) is a StoreError (the user's input); a machine's failure (a full disk, a read-only
+    file system, no permission) an OSError naming the path (exit 1)."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise StoreError(f"{what} {str(p)!r} exists and is not a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise StoreError(f"cannot create {what} {str(p)!r}: {e.strerror or e}") from None
+        if e.errno in _PATH_ERRNOS:
+            raise StoreError(f"cannot create {what} {str(p)!r}: {e.strerror or e}") from None
+        raise OSError(e.errno, e.strerror, str(p)) from None
     return p
 
 
@@ -124,7 +232,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     disk) leaves the old file as it was, no temporary file, and an OSError naming ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -133,6 +241,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise OSError(e.errno, e.strerror, str(path)) from None  # the errno's own subclass
+
+
+def _missing_parents(p: Path) -> list[Path]:
+    """``p`` and those of its ancestors that do not exist, deepest first."""
+    out = []
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
 
 
 class RunStore:
@@ -144,6 +261,8 @@ class RunStore:
         self._fd: int | None = None
         self._buf: list[bytes] = []
         self._last_flush = time.monotonic()
+        #: what the last :meth:`records` pass left out: ``foreign`` and ``repeated`` records
+        self.left_out: Counter[str] = Counter()
 
     # ------------------------------------------------------------ lifecycle
     @staticmethod
@@ -161,65 +280,89 @@ class RunStore:
 
     @classmethod
     def create(cls, path: str | Path, manifest: RunManifest) -> RunStore:
+        """Make the run directory and its manifest. A failure (a full disk) leaves none of the
+        directories it made behind, so the same command can simply be run again."""
         p = cls.check_new(path)
+        made = _missing_parents(p.absolute())
         ensure_dir(p, "run directory")
-        atomic_write_text(p / MANIFEST, manifest.model_dump_json(indent=2))
+        try:
+            atomic_write_text(p / MANIFEST, manifest.model_dump_json(indent=2))
+        except BaseException:
+            for d in made:  # deepest first; rmdir never removes anything that holds a file
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise
         return cls(p, manifest)
 
     @classmethod
     def open(cls, path: str | Path) -> RunStore:
+        """Open a run for reading or resuming; a damaged manifest is a :class:`DamagedRunError`
+        naming the file and line."""
         p = Path(path)
         mf = p / MANIFEST
         if not mf.is_file():
             raise StoreError(f"{str(p)!r} is not a run directory (no {MANIFEST})")
+        obj, text = _load_json(mf)
         try:
-            text = mf.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise StoreError(f"cannot read {mf} (damaged?): {reason(e)}") from None
-        except OSError as e:  # unreadable (permissions): the machine's, not the input's (exit 1)
-            raise OSError(e.errno, e.strerror, str(mf)) from None
-        try:
-            manifest = RunManifest.model_validate_json(text)
+            manifest = RunManifest.model_validate(obj)
         except ValueError as e:
-            raise StoreError(f"cannot read {mf} (damaged?): {reason(e)}") from None
+            errs = getattr(e, "errors", lambda: [])()
+            loc = errs[0].get("loc", ()) if errs else ()
+            line = _line_of(text, str(loc[0])) if loc else None
+            raise _damaged(mf, line, reason(e)) from None
         return cls(p, manifest)
 
+    def _own(self) -> tuple[frozenset[str], range]:
+        m = self.manifest
+        return frozenset(m.task_ids), range(m.sample_offset, m.sample_offset + m.samples)
+
     def prepare_resume(self) -> dict[tuple[str, int], dict[str, Any]]:
-        """Drop a torn last line and damaged or repeated records, move error records aside to
-        ``errors.jsonl``; return the finished records by (task_id, sample), each as its
+        """Drop a torn last line; move error records to ``errors.jsonl`` and damaged lines,
+        records of tasks or samples not the run's and repeated records to ``set_aside.jsonl``;
+        return the finished records by (task_id, sample), each as its
         :func:`~envfoundry.rollout.summary.light_record` (a resumed run of a million rollouts does
         not hold their messages). The file is read line by line, and rewritten (to a temporary
-        file, then renamed) only when something is dropped."""
+        file, then renamed) only when something leaves it."""
         tp = self.path / TRAJECTORIES
         if not tp.exists():
             return {}
+        tasks, samples = self._own()
         done: dict[tuple[str, int], dict[str, Any]] = {}
-        drop: set[int] = set()  # line numbers that do not stay
+        drop: set[int] = set()  # line numbers (from 0) that do not stay
         errors: list[bytes] = []
+        aside: list[bytes] = []
         n = 0
         ends_cleanly = True
         with open(tp, "rb") as f:
             for n, line in enumerate(f):
                 ends_cleanly = line.endswith(b"\n")
-                key = _record_key(line)
-                if key is None or key[0] in done:
-                    drop.add(n)  # blank, torn (a killed process), damaged or repeated: runs again
-                    continue
-                rec = key[1]
-                if rec["outcome"] in ERROR_OUTCOMES:
-                    errors.append(line.rstrip(b"\n"))
+                if not line.strip():
                     drop.add(n)
                     continue
-                done[key[0]] = light_record(rec)
-        if errors:  # first: were the rewrite below to fail, they are still in the trajectories
-            ep = self.path / ERRORS
-            try:
-                with open(ep, "ab") as f:
-                    f.write(b"".join(e + b"\n" for e in errors))
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as e:
-                raise OSError(e.errno, e.strerror, str(ep)) from None
+                rec, why = _parse(line)
+                if rec is None:
+                    drop.add(n)
+                    if ends_cleanly:  # else a torn last line (a killed process): it runs again
+                        aside.append(_aside(n + 1, f"damaged: {why}", line))
+                    continue
+                key = (rec["task_id"], rec["sample"])
+                if key[0] not in tasks or key[1] not in samples:
+                    drop.add(n)
+                    aside.append(_aside(n + 1, "a record of a task or sample that is not the run's", line))
+                    continue
+                if rec["outcome"] in ERROR_OUTCOMES:
+                    errors.append(line.rstrip(b"\n") + b"\n")
+                    drop.add(n)
+                    continue
+                if key in done:
+                    drop.add(n)
+                    aside.append(_aside(n + 1, "a repeated record of a rollout stored before it", line))
+                    continue
+                done[key] = light_record(rec)
+        # first: were the rewrite below to fail, they are still in the trajectories
+        for name, lines in ((ERRORS, errors), (SET_ASIDE, aside)):
+            if lines:
+                _append_synced(self.path / name, b"".join(lines))
         if drop or not ends_cleanly:
             tmp = tp.with_name(f".{tp.name}.tmp")
             try:
@@ -265,7 +408,10 @@ class RunStore:
         if not self._buf:
             return
         if self._fd is None:
-            self._fd = os.open(self.path / TRAJECTORIES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                self._fd = os.open(self.path / TRAJECTORIES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(self.path / TRAJECTORIES)) from None
         data = b"".join(self._buf)
         self._buf.clear()
         view = memoryview(data)
@@ -276,23 +422,84 @@ class RunStore:
         except OSError as e:  # a full disk: name the file (a torn last line is dropped on --resume)
             raise OSError(e.errno, e.strerror, str(self.path / TRAJECTORIES)) from None
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def numbered_records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, record) of the run's own rollouts, in file order: the first record of
+        each (task_id, sample) of the manifest's tasks and samples. Records of other tasks or
+        samples and repeated ones are left out and counted in :attr:`left_out`; a damaged line
+        raises :class:`DamagedRunError` (``FILE:LINE``), except a torn last line, which a killed
+        or running process leaves."""
         tp = self.path / TRAJECTORIES
+        self.left_out = Counter()
         if not tp.exists():
             return
-        with open(tp, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    try:
-                        rec = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        continue  # torn last line of a killed run
-                    if _is_record(rec):
-                        yield rec  # anything else is damage, skipped as --resume drops it
+        tasks, samples = self._own()
+        seen: set[tuple[str, int]] = set()
+        try:
+            f = open(tp, "rb")
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(tp)) from None
+        with f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                rec, why = _parse(line)
+                if rec is None:
+                    if line.endswith(b"\n"):
+                        raise _damaged(tp, n, str(why))
+                    continue  # the torn last line of a killed (or still running) process
+                key = (rec["task_id"], rec["sample"])
+                if key[0] not in tasks or key[1] not in samples:
+                    self.left_out["foreign"] += 1
+                    continue
+                if key in seen:
+                    self.left_out["repeated"] += 1
+                    continue
+                seen.add(key)
+                yield n, rec
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The run's own records (see :meth:`numbered_records`)."""
+        for _, rec in self.numbered_records():
+            yield rec
+
+    def damaged(self, line: int | None, why: str, file: str = TRAJECTORIES) -> DamagedRunError:
+        """The error for a field of this run's ``file`` that a reader cannot use."""
+        return _damaged(self.path / file, line, why)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=2))
+        atomic_write_text(self.path / SUMMARY, json.dumps(storable(summary)[0], indent=2))
 
     def summary(self) -> dict[str, Any] | None:
+        """The stored summary (None when there is none yet); damage is a :class:`DamagedRunError`."""
         sp = self.path / SUMMARY
-        return json.loads(sp.read_text()) if sp.exists() else None
+        if not sp.exists():
+            return None
+        obj, text = _load_json(sp)
+        if not isinstance(obj, dict):
+            raise _damaged(sp, 1, f"a JSON {type(obj).__name__}, not a summary")
+        for key, kind in (("n_trajectories", int), ("n_tasks", int), ("samples", int), ("outcomes", dict)):
+            if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
+                raise _damaged(sp, _line_of(text, key), f"{key} is missing or not {kind.__name__}")
+        for key in ("pass_rate", "mean_score"):
+            v = obj.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise _damaged(sp, _line_of(text, key), f"{key} is not a number")
+        return obj
+
+
+def _aside(line: int, why: str, raw: bytes) -> bytes:
+    """A line of ``set_aside.jsonl``: where the line was, why it left, and its text (bytes that
+    are not UTF-8 escaped, secrets redacted)."""
+    text, _ = clean_text(raw.rstrip(b"\n").decode("utf-8", "backslashreplace"))
+    return orjson.dumps({"file": TRAJECTORIES, "line": line, "why": why, "text": text},
+                        option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _append_synced(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "ab") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None

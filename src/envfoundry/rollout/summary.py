@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.outcome import Outcome
-from ..core.stats import mean_over_tasks, wilson
+from ..core.sanitize import clean_text
+from ..core.stats import at_k_table, wilson
 
 _SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
 _ERRORS = frozenset(o.value for o in Outcome if o.is_error)
@@ -19,11 +20,13 @@ OTHER_CAUSES = "(other causes)"
 
 def error_cause(error: str | None) -> str | None:
     """An error record's cause in one line: the last line of its message (a traceback's last line
-    names the exception), at most 200 characters."""
-    if not error:
+    names the exception), at most 200 characters, with text that cannot be encoded escaped and
+    registered secrets redacted (it is stored in the summary and printed)."""
+    if not error or not isinstance(error, str):
         return None
     lines = [ln for ln in error.strip().splitlines() if ln.strip()]
     cause = lines[-1].strip() if lines else error.strip()
+    cause = clean_text(cause)[0] if len(cause) <= 4096 else clean_text(cause[:4096])[0]
     return cause if len(cause) <= 200 else cause[:199] + "…"
 
 
@@ -86,8 +89,8 @@ class Summary:
             "pass_rate": passes / n if n else None,
             "pass_rate_ci": [lo, hi] if n else None,
             "mean_score": self.score_sum / n if n else None,
-            "pass_at_k": {str(k): mean_over_tasks(counts, k) for k in range(1, samples + 1)},
-            "pass_hat_k": {str(k): mean_over_tasks(counts, k, all_k=True) for k in range(1, samples + 1)},
+            "pass_at_k": at_k_table(counts, samples),  # k = 1, 2, 4, ... and samples (summary_ks)
+            "pass_hat_k": at_k_table(counts, samples, all_k=True),
             "completion_tokens": self.tokens,
             "error_causes": [[c, k] for c, k in self.causes.most_common(5)],
         }

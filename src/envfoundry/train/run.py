@@ -42,17 +42,19 @@ class TrainConfig(BaseModel):
 
     env: str = Field(description="environment spec: built-in name, file.py:factory or pkg.mod:factory")
     env_args: dict[str, str] = Field(default_factory=dict, description="keyword arguments to the env factory")
-    model: str = Field("smollm2", description="smollm2 (the embedded GGUF), PATH.gguf or a model directory")
+    model: str = Field("local", description="local (the embedded GGUF; smollm2 is its old name), PATH.gguf or a "
+                       "model directory")
     steps: int = Field(30, ge=1, description="optimizer steps")
     group_size: int = Field(4, ge=2, description="completions per task (TRL num_generations)")
     batch: int = Field(8, ge=2, description="completions per step, a multiple of group_size")
-    lr: float | None = Field(None, gt=0, description="learning rate (default 1e-5 full, 1e-4 LoRA)")
+    lr: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
+                             description="learning rate (default 1e-5 full, 1e-4 LoRA)")
     lora: bool = Field(False, description="train LoRA adapters instead of all weights")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of tasks, episodes and trainer (numpy's range)")
     max_completion_tokens: int = Field(256, ge=1, description="tokens per completion (whole episode)")
     max_turn_tokens: int | None = Field(None, ge=1, description="tokens per model turn (multi-turn)")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature while training")
-    beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model)")
+    temperature: float = Field(1.0, gt=0, le=100, allow_inf_nan=False, description="sampling temperature while training")
+    beta: float = Field(0.0, ge=0, le=1000, allow_inf_nan=False, description="KL coefficient (0: no reference model)")
     train_split: str = "train"
     train_tasks: int | None = Field(None, ge=1, description="training tasks (default: enough for every step)")
     calibration: str | None = Field(None, description="an `envfoundry calibrate` output: train on its tasks")
@@ -132,7 +134,7 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
 
 def absolute_model(model: str) -> str:
     """A model given as a path (a GGUF file or a model folder) as an absolute path; a name as it is."""
-    return str(Path(model).resolve()) if model != "smollm2" and Path(model).exists() else model
+    return str(Path(model).resolve()) if model not in ("smollm2", "local") and Path(model).exists() else model
 
 
 #: the CLI option of each configuration field whose name does not say it
