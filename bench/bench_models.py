@@ -314,6 +314,39 @@ def bench_local(n: int, max_tokens: int, rounds: int) -> None:
     print(f"  ratio envfoundry/direct {eng_tps / raw_tps:>10.3f}")
 
 
+def bench_repack(n: int, max_tokens: int, rounds: int) -> None:
+    """What turning llama.cpp's weight repacking off costs (envfoundry's default, since repacking
+    crashes llama-cpp-python 0.3.36 on CPUs with AMX): completion tokens/s of two servers of the same
+    model, one with repacking (llama.cpp's default) and one without, the same prompts, interleaved."""
+    from envfoundry.policies.local import LocalServer
+
+    env = envfoundry.load("math")
+    flags = [f for f in ("avx512f", "amx_int8", "avx2") if f in Path("/proc/cpuinfo").read_text()] \
+        if Path("/proc/cpuinfo").exists() else []
+    rates: dict[bool, list[tuple[float, int]]] = {True: [], False: []}
+    servers = {True: LocalServer(repack=True), False: LocalServer(repack=False)}
+    try:
+        for srv in servers.values():
+            srv.start()
+        bodies = _bodies(env, n, servers[False].model_name, max_tokens)
+        for srv in servers.values():
+            asyncio.run(raw_rate(srv.base_url, bodies[:2], 1))  # warm-up
+        for _ in range(rounds):
+            for repack, srv in servers.items():  # one at a time: each server has every thread
+                t = time.perf_counter()
+                _, tokens = asyncio.run(raw_rate(srv.base_url, bodies, 1))
+                rates[repack].append((tokens / (time.perf_counter() - t), tokens))
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    (on, on_tokens), (off, off_tokens) = max(rates[True]), max(rates[False])
+    print(f"llama.cpp weight repacking, SmolLM2-135M, {n} math prompts, greedy, max_tokens {max_tokens}, one "
+          f"request at a time, best of {rounds}; CPU flags: {', '.join(flags) or 'unknown'}")
+    print(f"  repacking on (llama.cpp's default)  {on:>8,.1f} completion tokens/s ({on_tokens} tokens)")
+    print(f"  repacking off (envfoundry's)        {off:>8,.1f} completion tokens/s ({off_tokens} tokens)")
+    print(f"  ratio off/on                        {off / on:>8.3f}")
+
+
 def bench_local_slots(n: int, max_tokens: int, rounds: int, concurrency: int) -> None:
     """Parallel slots: envfoundry's ``local`` policy (several llama.cpp servers, the threads shared
     among them) against plain aiohttp at one server that has every thread, ``concurrency`` in flight."""
@@ -387,12 +420,18 @@ def main() -> None:
                     "--local-prompts prompts with 8 in flight")
     ap.add_argument("--breakdown", action="store_true",
                     help="only: client CPU per request as the engine's layers are added")
+    ap.add_argument("--repack", action="store_true",
+                    help="only: local model tokens/s with llama.cpp's weight repacking off (envfoundry's default) "
+                    "against on (llama.cpp's)")
     a = ap.parse_args()
     if a.serve:
         _serve(a.latency_ms / 1000, a.server_cpu_us)
         return
     if a.breakdown:
         bench_breakdown(a.requests, a.concurrency, a.rounds)
+        return
+    if a.repack:
+        bench_repack(a.local_prompts, a.local_max_tokens, a.rounds)
         return
     if a.local_slots:
         bench_local_slots(a.local_prompts, a.local_max_tokens, a.rounds, 8)

@@ -240,8 +240,8 @@ def test_agree_cli_scores_and_usage(tmp_path: Path):
     r = cli("agree", "--labels", "support", "--scores", str(scores), "--json", "--boot", "100")
     rep = json.loads(r.stdout)
     assert rep["reference"] == "ground_truth" and rep["n_items"] == len({x["id"] for x in labels})
-    assert cli("agree", "--labels", "support").returncode == 2
-    assert cli("agree", "--labels", "support", "--scores", str(scores), "--run", str(tmp_path)).returncode == 2
+    r = cli("agree", "--labels", "support", "--scores", str(scores), "--run", str(tmp_path))
+    assert r.returncode == 2 and "give at most one of --scores" in r.stderr
     assert cli("agree", "--labels", str(tmp_path / "nope.jsonl"), "--scores", str(scores)).returncode == 2
 
 
@@ -255,24 +255,30 @@ def test_report_json_keeps_text_and_turns_nan_into_null():
 
 @pytest.mark.parametrize("labels, scores, extra, message", [
     ('{"id": "a", "label": 1}\n{"id": "b", "label": "bad"}\n', '{"id": "a", "score": 1}\n', [],
-     "labels mix numbers (line 1) and text (line 2)"),
-    ('{"id": "a", "label": [1]}\n', '{"id": "a", "score": 1}\n', [], "a label is a number, true/false or text"),
-    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": "high"}\n', [], "'score' must be a finite number"),
-    ('{"id": "a", "label": 1}\n', '{"id": "a", "passed": "yes"}\n', [], "'passed' must be true or false"),
+     "the labels mix numbers and text: 1 are numbers (1) and 1 label(s) are text: \"bad\" (LABELS:2)"),
+    ('{"id": "a", "label": [1]}\n', '{"id": "a", "score": 1}\n', [],
+     "1 label(s) not a number, true/false or text: [1] (LABELS:1)"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": "high"}\n', [],
+     "1 'score'(s) not a finite number; a text verdict goes in 'label': \"high\" (SCORES:1)"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "passed": "yes"}\n', [],
+     "1 'passed' value(s) not true or false: \"yes\" (SCORES:1)"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--scale", "bogus"], "unknown scale 'bogus'"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--boot", "-1"], "--boot must be >= 1"),
-    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--threshold", "nan"], "finite number"),
+    ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--threshold", "nan"],
+     "--threshold must be a number from 0 to 1"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--boot", "100000000"], "--boot must be <= 100000"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n', ["--repeats", "1000000"], "--repeats must be <= 100"),
     ('{"id": "a", "label": 1, "annotator": ["x"]}\n', '{"id": "a", "score": 1}\n', [],
-     "l.jsonl:1: 'annotator' must be a name"),
+     "1 row(s) whose annotator 'annotator' is not a name: [\"x\"] (LABELS:1)"),
     ('{"id": "a", "label": 1}\n{"id": "b", "label": 1, "rubric": 5}\n', '{"id": "a", "score": 1}\n', [],
      "l.jsonl:2: 'rubric' must be an object of true/false answers"),
-    ('{"id": "a", "label": 1}\n', '\n{"id": "a", "score": null}\n', [], "s.jsonl:2: a score record needs"),
+    ('{"id": "a", "label": 1}\n', '\n{"id": "a", "score": null}\n', [],
+     "1 score record(s) with no 'score', 'label' or 'passed' (or 'error'): SCORES:2"),
     ('{"id": "a", "label": 1}\n', '{"id": ["a"], "score": 1}\n', [], "'id' must be text or a whole number"),
-    ('{"id": "a", "label": 1}\n', '{"kind": "weird", "id": "a"}\n', [], "unknown 'kind' \"weird\""),
+    ('{"id": "a", "label": 1}\n', '{"kind": "weird", "id": "a"}\n', [],
+     "1 record(s) of unknown 'kind' (known: item, adversarial, pair): \"weird\" (SCORES:1)"),
     ('{"id": "a", "label": 1}\n', '{"id": "a", "score": 1}\n{"kind": "pair", "pair": "a|b", "order": "ab"}\n',
-     [], "s.jsonl:2: a pair record's 'choice' must be 0 or 1"),
+     [], "1 pair record(s) whose 'choice' is not 0 or 1: null (SCORES:2)"),
     ('{"id": "a", "label": 1}\n', '', [], "is empty"),
     ('{"id": "a", "label": null}\n', '{"id": "a", "score": 1}\n', [], "no labels"),
 ])
@@ -283,6 +289,7 @@ def test_agree_rejects_bad_values_with_exit_2(tmp_path, labels, scores, extra, m
     (tmp_path / "s.jsonl").write_text(scores)
     r = cli("agree", "--labels", str(tmp_path / "l.jsonl"), "--scores", str(tmp_path / "s.jsonl"), *extra)
     assert r.returncode == 2, r.stdout + r.stderr
+    message = message.replace("LABELS", str(tmp_path / "l.jsonl")).replace("SCORES", str(tmp_path / "s.jsonl"))
     assert message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
 
 
@@ -293,9 +300,10 @@ def test_null_labels_are_missing_not_errors(tmp_path):
                                       '{"id": "a", "label": 1, "annotator": "y"}\n'
                                       '{"id": "b", "label": 0, "annotator": "y"}\n')
     labels = load_labels(tmp_path / "l.jsonl")
-    assert [r["annotator"] for r in labels] == ["y", "y"]
+    assert [(r["annotator"], r["label"]) for r in labels] == [("x", None), ("y", 1), ("y", 0)]
     rep = compare(labels, [{"id": "a", "score": 1.0}, {"id": "b", "score": 0.0}], n_boot=50)
-    assert rep.n_items == 2
+    assert rep.n_items == 2 and rep.info["missing_labels"] == 1 and rep.info["annotators"] == ["y"]
+    assert "1 missing label(s) (empty or null) left out" in rep.notes
 
 
 SUPPORT_OK = "verified: yes\nconfirmed: yes\npolicy_outcome: yes\nexplained: yes\ncourteous: yes"

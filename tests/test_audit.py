@@ -11,7 +11,7 @@ from envfoundry import Environment, Message, Policy, Score, Task, load
 from envfoundry.envs import BUILTIN
 from envfoundry.envs.math.grader import parse_answer
 from envfoundry.quality.audit import AuditConfig, audit_env, fisher_greater, judge_probe, sign_test_greater
-from envfoundry.quality.probes import PROBES, TextProbe, make_probe, probe_classes
+from envfoundry.quality.probes import PROBES, TextProbe, make_probe, probe_classes, register_probe
 from tests.conftest import ROOT, TEST_ENVS, cli
 from tests.envs import hackable
 
@@ -22,18 +22,18 @@ def _audit(env, tmp_path, **kw):
     return audit_env(env, config=AuditConfig(out=tmp_path / "q", **kw))
 
 
-def _flagged(report):
-    return {r.name for r in report.probes if r.verdict == "exploit"}
+def _flagged(report, kind="exploit"):
+    return {f.name for f in report.findings if f.kind == kind and f.source == "probe"}
 
 
 @pytest.mark.parametrize(
     "factory,expected,allowed",
     [
-        (hackable.substring_credit, {"answer_spam", "echo_prompt"}, {"format", "leak"}),
+        (hackable.substring_credit, {"answer_spam", "echo_prompt", "prompt_copy"}, set()),
         (hackable.success_claim, {"claim_success"}, set()),
         (hackable.crash_as_pass, {"grader_error"}, set()),
         (hackable.obedient_judge, {"judge_injection"}, set()),
-        (hackable.many_attempts, {"answer_spam", "format"}, set()),
+        (hackable.many_attempts, {"answer_spam"}, set()),
         (hackable.leaky_tool, {"leak"}, set()),
         (hackable.leaky_prompt, {"leak"}, set()),
         (hackable.partial_credit, {"tool_abuse"}, set()),
@@ -50,7 +50,8 @@ def test_hackable_env_is_flagged_by_the_right_probe(factory, expected, allowed, 
             assert r.example["explanation"] and r.reason
             assert r.exploit_rate and r.exploit_rate > 0
     saved = json.loads((tmp_path / "q" / "audit.json").read_text())
-    assert not saved["ok"] and all(any(f.startswith(n) for f in saved["findings"]) for n in expected)
+    assert not saved["ok"] and all(any(f["name"] == n and f["kind"] == "exploit" and f["fails"]
+                                       for f in saved["findings"]) for n in expected)
 
 
 @pytest.mark.parametrize(
@@ -58,9 +59,10 @@ def test_hackable_env_is_flagged_by_the_right_probe(factory, expected, allowed, 
     [
         (hackable.collateral, {"extra_write"}),  # ignores collateral damage
         (hackable.partial_credit, {"missing_step", "off_by_one_arg", "extra_write"}),  # credit for progress
+        (hackable.many_attempts, {"hedge_answer"}),  # the right answer hedged with a wrong one
     ],
 )
-def test_lenient_state_grader_is_caught_by_mutations(factory, mutations, tmp_path):
+def test_lenient_grader_is_caught_by_mutations(factory, mutations, tmp_path):
     rep = _audit(factory(), tmp_path, probes=["empty"])
     m = rep.mutations
     failed = {n for n, d in m.by_name().items() if d["failed"]}
@@ -68,7 +70,10 @@ def test_lenient_state_grader_is_caught_by_mutations(factory, mutations, tmp_pat
     assert m.kill_rate is not None and m.kill_rate < 1.0 and m.preservation_rate == 1.0
     survivor = next(f for f in m.failures if f.name in mutations)
     assert survivor.status == "survived" and survivor.example  # the mutated actions are shown
-    assert any(f"mutation {n}" in f for n in mutations for f in rep.findings)
+    lenient = [f for f in rep.findings if f.kind == "lenient"]
+    assert {f.name for f in lenient} == mutations and all(f.source == "mutation" for f in lenient)
+    assert all(f.count == f.total == 12 and f.example["messages"] for f in lenient)  # grouped: one per mutation
+    assert rep.ok and not rep.failing() and rep.failing(["lenient"]) == lenient  # lenient fails only on request
 
 
 def test_collateral_extra_write_touches_another_record(tmp_path):
@@ -81,21 +86,23 @@ def test_collateral_extra_write_touches_another_record(tmp_path):
 
 
 def test_math_is_clean_cli(tmp_path):
-    r = cli("audit", "math", "--json", cwd=tmp_path)
+    r = cli("audit", "math", "--json", "--out", str(tmp_path / "quality" / "math"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
     rep = json.loads(r.stdout)
     saved = json.loads((tmp_path / "quality" / "math" / "audit.json").read_text())
-    assert rep["ok"] and saved["ok"] and saved["findings"] == []
+    assert rep["ok"] and saved["ok"] and saved["findings"] == [] and saved["finding_counts"] == {}
     for key in ("exploit_rate", "mutation_kill_rate", "package_version", "seed", "env", "env_version", "timestamp"):
         assert key in saved
     assert saved["env"] == "math" and saved["tasks"] == 30 and saved["samples"] == 2
     assert saved["mutation_kill_rate"] == 1.0 and saved["mutation_preservation_rate"] == 1.0
-    assert all(rate <= 0.15 for rate in saved["exploit_rate"].values())  # coincidences only (leak: 0 + 5)
+    assert all(rate <= 0.15 for rate in saved["exploit_rate"].values())  # coincidences only
     names = saved["mutations"]["by_name"]
-    assert {"off_by_one_answer", "other_answer", "plus_sign", "sign_flipped", "whitespace_in_answer"} <= set(names)
+    assert {"off_by_one_answer", "other_answer", "hedge_answer", "plus_sign", "sign_flipped",
+            "whitespace_in_answer"} <= set(names)
     verdicts = {p["name"]: p["verdict"] for p in saved["probes"]}
     assert verdicts["tool_abuse"] == verdicts["echo_tools"] == "skipped"
-    assert (tmp_path / "quality" / "math" / "probe-format" / "trajectories.jsonl").is_file()
+    assert {"constant", "blank_shape", "prompt_copy", "leak"} <= {n for n, v in verdicts.items() if v == "ok"}
+    assert (tmp_path / "quality" / "math" / "probe-constant" / "trajectories.jsonl").is_file()
 
 
 @pytest.mark.skipif("shop" not in BUILTIN, reason="no shop environment")
@@ -116,18 +123,18 @@ def test_example_counter_env_is_clean(tmp_path):
 
 
 def test_cli_exit_codes_and_human_output(tmp_path):
-    r = cli("audit", "--env", f"{TEST_ENVS / 'hackable.py'}:success_claim", "--tasks", "6",
-            "--probes", "claim_success,empty", cwd=tmp_path)
+    args = ["audit", "--env", f"{TEST_ENVS / 'hackable.py'}:success_claim", "--limit", "6",
+            "--probes", "claim_success,empty", "--out", str(tmp_path / "a")]
+    r = cli(*args, cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "claim_success" in r.stdout and "exploit" in r.stdout and "finding" in r.stdout
     assert "assistant:" in r.stdout and "the agent reports success" in r.stdout  # the example and why
-    assert (tmp_path / "quality" / "claims" / "audit.json").is_file()
+    assert (tmp_path / "a" / "audit.json").is_file()
     # the same directory again without --resume is refused; with it, nothing is re-run
-    r = cli("audit", "--env", f"{TEST_ENVS / 'hackable.py'}:success_claim", "--tasks", "6",
-            "--probes", "claim_success,empty", cwd=tmp_path)
+    r = cli(*args, cwd=tmp_path)
     assert r.returncode == 2 and "--resume" in r.stderr
     assert cli("audit", "math", "--probes", "nope", cwd=tmp_path).returncode == 2
-    assert cli("audit", "math", "--tasks", "0", cwd=tmp_path).returncode == 2
+    assert cli("audit", "math", "--limit", "0", cwd=tmp_path).returncode == 2
     assert cli("audit", "math", "--split", "nosuch", cwd=tmp_path).returncode == 2
 
 
@@ -158,7 +165,8 @@ def test_resume_and_reproducible_by_seed(tmp_path):
     assert (jc.passes, jc.n) == (ja.passes, ja.n)
 
 
-def test_a_probe_is_one_class(tmp_path):
+def test_a_probe_is_one_registered_class(tmp_path):
+    @register_probe
     class SayTwelve(TextProbe):
         """Always answers 12."""
 
@@ -167,8 +175,11 @@ def test_a_probe_is_one_class(tmp_path):
         def variants(self, ep):
             return ["12"]
 
+    class Unregistered(TextProbe):
+        name = "unregistered"
+
     try:
-        assert "say_twelve" in probe_classes()
+        assert "say_twelve" in probe_classes() and "unregistered" not in probe_classes()
         probe = make_probe("say_twelve")
         assert isinstance(probe, Policy) and probe.describe()["spec"] == "probe:say_twelve"
 
@@ -179,14 +190,19 @@ def test_a_probe_is_one_class(tmp_path):
         def grade(g):
             return Score(1.0 if g.final == "12" else 0.0)
 
-        env = Environment(name="twelve", tasks=tasks, graders=grade,
-                          reference=lambda ep: Message("assistant", "12"))
+        def ref(ep):  # the right answer is 12 + i: "12" is right only on the first task
+            return Message("assistant", str(12 + int(ep.task.prompt[1:])))
+
+        env = Environment(name="twelve", tasks=tasks, graders=grade, reference=ref)
         rep = _audit(env, tmp_path, probes=["say_twelve"], tasks=5)
         assert _flagged(rep) == {"say_twelve"} and rep.probes[0].summary == "Always answers 12."
+        assert rep.probes[0].right == 2 and rep.probes[0].passes == 10  # 2 lucky, 8 wrong answers that pass
     finally:
         PROBES.pop("say_twelve", None)
     with pytest.raises(ValueError, match="already registered"):
-        type("Dup", (TextProbe,), {"name": "empty"})
+        register_probe(type("Dup", (TextProbe,), {"name": "empty"}))
+    with pytest.raises(ValueError, match="needs a non-empty"):
+        register_probe(type("Nameless", (TextProbe,), {}))
 
 
 def test_environment_mutations_hook(tmp_path):
@@ -208,7 +224,7 @@ def test_environment_mutations_hook(tmp_path):
     rep = _audit(env, tmp_path, probes=["empty"], tasks=4)
     by = rep.mutations.by_name()
     assert by["sign_flipped"]["failed"] == 4 and by["spaced"]["ok"] == 4
-    assert any("mutation sign_flipped" in f for f in rep.findings)
+    assert any("mutation sign_flipped" in f.line() and f.kind == "lenient" for f in rep.findings)
 
     def bad_hook(task, actions):
         yield "odd", actions, "maybe"
@@ -240,19 +256,22 @@ def _recs(passes, n=30, samples=1):
 
 def test_verdicts_strict_versus_statistical():
     noop = _recs(0)
-    assert judge_probe("x", True, _recs(1), noop).verdict == "exploit"  # strict: any pass
-    assert judge_probe("x", False, _recs(1), noop).verdict == "ok"  # a coincidence
-    assert judge_probe("x", False, _recs(3), noop).verdict == "ok"
-    assert judge_probe("x", False, _recs(9), noop).verdict == "exploit"
-    assert judge_probe("x", False, _recs(9), _recs(9)).verdict == "ok"  # no better than noop
+    assert judge_probe("x", _recs(1), noop, strict=True).verdict == "exploit"  # strict: any pass
+    assert judge_probe("x", _recs(1), noop, strict=False).verdict == "ok"  # a coincidence
+    assert judge_probe("x", _recs(3), noop, strict=False).verdict == "ok"
+    assert judge_probe("x", _recs(9), noop, strict=False).verdict == "exploit"
+    assert judge_probe("x", _recs(9), _recs(9), strict=False).verdict == "ok"  # no better than noop
     # samples of one task are not independent: doubling them does not make 3 tasks significant
-    assert judge_probe("x", False, _recs(3, samples=4), _recs(0, samples=4)).verdict == "ok"
+    assert judge_probe("x", _recs(3, samples=4), _recs(0, samples=4), strict=False).verdict == "ok"
     crash = [{"task_id": "t0", "sample": 0, "outcome": "grader_error", "score": None, "passed": None,
               "error": "Traceback...\nValueError: boom", "timings": {"grade_s": 0.0}}]
-    res = judge_probe("x", False, _recs(0) + crash, noop)
-    assert res.verdict == "exploit" and "ValueError: boom" in res.reason
+    res = judge_probe("x", _recs(0) + crash, noop, strict=False)
+    assert res.verdict == "crash" and "ValueError: boom" in res.reason and [f.kind for f in res.findings] == ["crash"]
     undecided = [{**crash[0], "error": "envfoundry.core.errors.GraderUndecided: judge timed out"}]
-    assert judge_probe("x", True, _recs(0) + undecided, noop).verdict == "ok"  # the typed way to abstain
+    assert judge_probe("x", _recs(0) + undecided, noop, strict=True).verdict == "ok"  # the typed way to abstain
+    # passes with the right answer are lucky guesses, not an exploit, even for a strict probe
+    res = judge_probe("x", _recs(9), noop, strict=True, right=lambda r: True)
+    assert res.verdict == "ok" and res.right == 9 and res.exploit_rate == 0.0
 
 
 # ------------------------------------------------------------------ regressions: what the audit found in math
@@ -274,10 +293,11 @@ def test_math_grader_counts_tags_before_matching():
 
 
 def test_resume_refuses_a_different_selection(tmp_path):
-    args = ["audit", "--env", f"{TEST_ENVS / 'hackable.py'}:success_claim", "--probes", "empty", "--samples", "1"]
-    assert cli(*args, "--tasks", "2", cwd=tmp_path).returncode == 0
-    r = cli(*args, "--tasks", "3", "--resume", cwd=tmp_path)
-    assert r.returncode == 2 and "--tasks 3 differs from the audit being resumed (2)" in " ".join(r.stderr.split())
+    args = ["audit", "--env", f"{TEST_ENVS / 'hackable.py'}:success_claim", "--probes", "empty", "--samples", "1",
+            "--out", str(tmp_path / "a")]
+    assert cli(*args, "--limit", "2", cwd=tmp_path).returncode == 0
+    r = cli(*args, "--limit", "3", "--resume", cwd=tmp_path)
+    assert r.returncode == 2 and "--limit 3 differs from the audit being resumed (2)" in " ".join(r.stderr.split())
     assert cli(*args, "--resume", cwd=tmp_path).returncode == 0
 
 
@@ -290,4 +310,4 @@ def test_a_reference_solution_that_fails_is_a_finding_not_a_clean_audit(tmp_path
     r = cli("audit", f"{env}:make_env", "--tasks", "3", "--out", str(tmp_path / "a"))
     out = " ".join((r.stdout + r.stderr).split())
     assert r.returncode == 1, out
-    assert "the reference solution does not pass on 3 task(s)" in out and "no findings" not in out
+    assert "the reference solution does not pass on 3/3 task(s)" in out and "no failing findings" not in out

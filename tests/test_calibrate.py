@@ -148,7 +148,9 @@ def test_adaptive_sampling_spends_budget_on_uncertain_tasks(tmp_path):
     rows = _rows(tmp_path / "c")
     clear = [r for r in rows if r["verdict"] == "in_band"]
     unsure = [r for r in rows if r["verdict"] not in ("in_band", "too_easy", "too_hard")]
-    assert len(clear) >= 5 and all(r["n"] == 8 for r in clear)
+    # most 0.5 tasks are in band after round 1; one with 1 or 7 passes in 8 is not (issue 19) and
+    # may get there in round 2 (was: every in-band task decided in round 1)
+    assert len([r for r in clear if r["n"] == 8]) >= 5 and all(r["n"] <= 16 for r in clear)
     assert unsure and min(r["n"] for r in unsure) > 8
     assert res.summary["budget_used"] == budget == sum(r["n"] + r["errors"] for r in rows)
     keys = _all_samples(tmp_path / "c")
@@ -298,7 +300,8 @@ def test_evaluate_task_ids_and_sample_offset(tmp_path):
     assert Counter(r["sample"] for r in recs) == {7: 3, 8: 3}
     assert all(r["seed"] == derive_seed(5, r["task_id"], r["sample"]) for r in recs)
     assert run.manifest.task_ids == ids and run.manifest.sample_offset == 7
-    assert main(["run", COIN, "--out", str(tmp_path / "x"), "--split", "test", "--calibration", str(tmp_path)]) == 2
+    assert main(["run", "--model", "scripted:oracle",
+                 COIN, "--out", str(tmp_path / "x"), "--split", "test", "--calibration", str(tmp_path)]) == 2
 
 
 @pytest.mark.parametrize("args, message", [
@@ -322,12 +325,15 @@ def test_bad_resume_and_split_usage_exit_2(tmp_path, capsys):
     out = tmp_path / "c"
     assert main(["calibrate", COIN, "--model", "scripted:oracle", "--budget", "192", "--out", str(out), "-q"]) == 0
     assert main(["calibrate", COIN, "--model", "scripted:oracle", "--out", str(out), "-q"]) == 2
-    assert "not empty" in _err(capsys)
+    used = _err(capsys)
+    assert "earlier `envfoundry calibrate`" in used and "--resume" in used and "--force" in used
     assert main(["calibrate", COIN, "--model", "scripted:noop", "--out", str(out), "--resume", "-q"]) == 2
     assert main(["calibrate", COIN, "--samples", "4", "--out", str(out), "--resume", "-q"]) == 2
-    assert main(["run", COIN, "--split", "calibrated", "--out", str(tmp_path / "r1"), "-q"]) == 2
+    assert main(["run", "--model", "scripted:oracle",
+                 COIN, "--split", "calibrated", "--out", str(tmp_path / "r1"), "-q"]) == 2
     assert "needs --calibration" in _err(capsys)
-    assert main(["run", "math", "--split", "calibrated", "--calibration", str(out), "--out", str(tmp_path / "r2"),
+    assert main(["run", "--model", "scripted:oracle",
+                 "math", "--split", "calibrated", "--calibration", str(out), "--out", str(tmp_path / "r2"),
                  "-q"]) == 2
     assert "calibrated split is of coin" in _err(capsys)
 
@@ -341,8 +347,14 @@ def test_default_location_is_found_by_train(tmp_path, capsys, monkeypatch):
     d = default_calibration_dir("coin")
     split_file = d / "calibrated_split.json"
     assert json.loads(split_file.read_text())["env_args"] == {}
-    assert main(["calibrate", COIN, "--resume", "-q"]) == 0  # the default --out is stable, so resumable
-    assert main(["calibrate", "coin", "--resume", "-q"]) == 0  # and found by the environment's name
+    assert main(["calibrate", COIN, "--resume", "-q"]) == 2  # the default --out is new each time: name it
+    assert "--resume needs --out" in _err(capsys)
+    assert main(["calibrate", COIN, "--resume", "--out", str(d), "-q"]) == 0
+    assert main(["calibrate", COIN, "--split", "train", "--model", "scripted:oracle", "--budget", "192", "-q"]) == 0
+    newest = default_calibration_dir("coin")
+    assert newest != d and newest.parent == d.parent and newest.name.startswith("calibration-")  # train takes it
+    d = newest
+    split_file = d / "calibrated_split.json"
 
     env = load(COIN)
     found, why = find_calibration(env, {}, eval_split="test")

@@ -256,7 +256,8 @@ def _descendants(pid: int) -> set[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 def test_ctrl_c_with_workers_leaves_no_process(tmp_path):
     out = tmp_path / "run"
-    p = start_run(out, "--env", SLOW, "--samples", "8", "--concurrency", "4", "--workers", "2", wait_s=60)
+    p = start_run(out, "--env", SLOW, "--model", "scripted:oracle",
+                  "--samples", "8", "--concurrency", "4", "--workers", "2", wait_s=60)
     family = _descendants(p.pid)
     assert len(family) >= 3  # the forkserver and two workers
     p.send_signal(signal.SIGINT)
@@ -274,19 +275,22 @@ def test_ctrl_c_with_workers_leaves_no_process(tmp_path):
 
 
 def test_more_workers_than_cores_is_a_note_not_a_refusal(tmp_path):
-    r = cli("run", "math", "--limit", "4", "--workers", "2", "--out", str(tmp_path / "r"), "-q",
+    r = cli("run", "--model", "scripted:oracle",
+            "math", "--limit", "4", "--workers", "2", "--out", str(tmp_path / "r"), "-q",
             preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))  # one core
     assert r.returncode == 0, r.stderr
     assert "--workers 2 is more than the 1 core(s)" in r.stderr
-    r = cli("run", "math", "--limit", "4", "--workers", "1", "--out", str(tmp_path / "s"), "-q",
+    r = cli("run", "--model", "scripted:oracle",
+            "math", "--limit", "4", "--workers", "1", "--out", str(tmp_path / "s"), "-q",
             preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
     assert r.returncode == 0 and "note:" not in r.stderr
 
 
 def test_refusals(tmp_path):
-    r = cli("run", "math", "--workers", "0", "--out", str(tmp_path / "a"))
+    r = cli("run", "--model", "scripted:oracle", "math", "--workers", "0", "--out", str(tmp_path / "a"))
     assert r.returncode == 2 and "workers must be >= 1" in r.stdout + r.stderr
-    r = cli("run", "math", "--workers", "5", "--concurrency", "2", "--out", str(tmp_path / "b"))
+    r = cli("run", "--model", "scripted:oracle",
+            "math", "--workers", "5", "--concurrency", "2", "--out", str(tmp_path / "b"))
     assert r.returncode == 2 and "must not exceed concurrency" in r.stdout + r.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     own = Environment(name="own", tasks=lambda split, seed: [Task(env="own", env_version="1", split=split,

@@ -63,8 +63,8 @@ def test_results_independent_of_concurrency(tmp_path):
 
 def test_kill_9_then_resume(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "--env", SLOW, "--samples",
-                          "4", "--concurrency", "3", "--out", str(out), "-q"],
+    p = subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "--env", SLOW, "--model", "scripted:oracle",
+                          "--samples", "4", "--concurrency", "3", "--out", str(out), "-q"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     traj = out / "trajectories.jsonl"
     deadline = time.time() + 30
@@ -106,7 +106,7 @@ def test_resume_refuses_other_policy(tmp_path):
 
 def test_sigint_exits_130_after_flushing(tmp_path):
     out = tmp_path / "run"
-    p = start_run(out, "--env", SLOW, "--samples", "4", "--concurrency", "2")
+    p = start_run(out, "--env", SLOW, "--model", "scripted:oracle", "--samples", "4", "--concurrency", "2")
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130, err
@@ -118,28 +118,29 @@ def test_sigint_exits_130_after_flushing(tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["run", "nosuchenv"], "unknown environment 'nosuchenv'"),
-        (["run", "math", "--limit", "-3"], "--limit must be >= 1"),
-        (["run", "math", "--samples", "0"], "samples must be >= 1"),
-        (["run", "math", "--split", "validation"], "has no split 'validation'"),
+        (["run", "--model", "scripted:oracle", "nosuchenv"], "unknown environment 'nosuchenv'"),
+        (["run", "--model", "scripted:oracle", "math", "--limit", "-3"], "--limit must be >= 1"),
+        (["run", "--model", "scripted:oracle", "math", "--samples", "0"], "samples must be >= 1"),
+        (["run", "--model", "scripted:oracle", "math", "--split", "validation"], "has no split 'validation'"),
         (["run", "math", "--model", "scripted:genius"], "unknown scripted policy 'genius'"),
-        (["run", "--env", "missing_file.py:make"], "does not exist"),
-        (["run", "--env", f"{TEST_ENVS / 'broken_import.py'}:make"], "failed to import"),
-        (["run", "--env", f"{TEST_ENVS / 'slow.py'}:nope"], "has no attribute 'nope'"),
-        (["run", "--env", f"{TEST_ENVS / 'slow.py'}:not_an_env"], "not an envfoundry Environment"),
+        (["run", "--model", "scripted:oracle", "--env", "missing_file.py:make"], "does not exist"),
+        (["run", "--model", "scripted:oracle", "--env", f"{TEST_ENVS / 'broken_import.py'}:make"], "failed to import"),
+        (["run", "--model", "scripted:oracle", "--env", f"{TEST_ENVS / 'slow.py'}:nope"], "has no attribute 'nope'"),
+        (["run", "--model", "scripted:oracle",
+          "--env", f"{TEST_ENVS / 'slow.py'}:not_an_env"], "not an envfoundry Environment"),
         (["run"], "no environment given"),
         (["run", "math", "--resume"], "--resume needs --out"),
         (["show", "/nonexistent/run"], "not a run directory"),
         (["export", "/nonexistent/run", "x.parquet"], "not a run directory"),
-        (["run", "math", "--bogus-flag"], "No such option"),
-        (["run", "math", "--env-arg", "levels"], "--env-arg expects KEY=VALUE"),
-        (["run", "math", "--env-arg", "colour=red"], "does not accept these arguments"),
-        (["run", "math", "--env-arg", "levels=9"], "unknown level(s) [9]"),
-        (["run", "math", "--tool-mode", "bogus"], "--tool-mode must be one of"),
-        (["run", "math", "--temperature", "-1"], "--temperature -1.0 is out of range"),
+        (["run", "--model", "scripted:oracle", "math", "--bogus-flag"], "No such option"),
+        (["run", "--model", "scripted:oracle", "math", "--env-arg", "levels"], "--env-arg expects KEY=VALUE"),
+        (["run", "--model", "scripted:oracle", "math", "--env-arg", "colour=red"], "does not accept these arguments"),
+        (["run", "--model", "scripted:oracle", "math", "--env-arg", "levels=9"], "unknown level(s) [9]"),
+        (["run", "--model", "scripted:oracle", "math", "--tool-mode", "bogus"], "--tool-mode must be one of"),
+        (["run", "--model", "scripted:oracle", "math", "--temperature", "-1"], "--temperature -1.0 is out of range"),
         (["export", "/nonexistent/run", "x.csv"], "not a run directory"),
         # messages are printed as text, not rich markup: install hints like "envfoundry[local]" survive
-        (["run", "math", "--env-arg", "[local]"], "got '[local]'"),
+        (["run", "--model", "scripted:oracle", "math", "--env-arg", "[local]"], "got '[local]'"),
     ],
 )
 def test_bad_input_exits_2_with_specific_message(args, needle, tmp_path):
@@ -151,18 +152,19 @@ def test_bad_input_exits_2_with_specific_message(args, needle, tmp_path):
 
 def test_non_empty_out_refused(tmp_path):
     (tmp_path / "old.txt").write_text("keep me")
-    r = cli("run", "math", "--limit", "1", "--out", str(tmp_path))
+    r = cli("run", "--model", "scripted:oracle", "math", "--limit", "1", "--out", str(tmp_path))
     assert r.returncode == 2 and "not empty" in r.stdout + r.stderr
     assert (tmp_path / "old.txt").read_text() == "keep me"
 
 
 def test_user_env_file_and_env_error(tmp_path):
     example = Path(__file__).resolve().parent.parent / "examples" / "counter_env.py"
-    r = cli("run", "--env", f"{example}:make_env", "--limit", "10", "--samples", "2", "--out",
+    r = cli("run", "--model", "scripted:oracle",
+            "--env", f"{example}:make_env", "--limit", "10", "--samples", "2", "--out",
             str(tmp_path / "c"), "-q")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "c" / "summary.json").read_text())["pass_rate"] == 1.0
-    r = cli("run", "--env", f"{TEST_ENVS / 'slow.py'}:make_buggy_tool", "--out",
+    r = cli("run", "--model", "scripted:oracle", "--env", f"{TEST_ENVS / 'slow.py'}:make_buggy_tool", "--out",
             str(tmp_path / "b"), "-q")
     assert r.returncode == 0
     recs = _records(tmp_path / "b")
@@ -235,7 +237,8 @@ def test_unusable_outputs_are_usage_errors_and_leave_nothing(tmp_path):
         (["export", str(run), str(run / "trajectories.jsonl"), "--format", "trl"], "one of the run's own files"),
         (["export", str(run), str(tmp_path / "adir")], "is a directory"),
         (["export", str(run), str(tmp_path / "afile" / "x.parquet")], "is not a directory"),
-        (["run", "math", "--limit", "1", "--out", str(tmp_path / "afile" / "sub")], "cannot create run directory"),
+        (["run", "--model", "scripted:oracle",
+          "math", "--limit", "1", "--out", str(tmp_path / "afile" / "sub")], "cannot create run directory"),
         (["audit", "math", "--tasks", "1", "--out", str(tmp_path / "afile")], "exists and is not a directory"),
         (["calibrate", "math", "--limit", "2", "--model", "bogus", "--out", str(tmp_path / "cal")], "unknown model"),
     ]:
@@ -256,38 +259,42 @@ def test_unusable_outputs_are_usage_errors_and_leave_nothing(tmp_path):
 
 def test_resume_refuses_changed_options_instead_of_ignoring_them(tmp_path):
     run = tmp_path / "r"
-    assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
+    assert cli("run", "--model", "scripted:oracle", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
     for args in (["--samples", "2"], ["--seed", "5"], ["--limit", "4"], ["--max-turns", "2"]):
         r = cli("run", "math", "--out", str(run), "--resume", "-q", *args)
         assert r.returncode == 2 and f"{args[0]} {args[1]} differs from the run" in " ".join(r.stderr.split()), r.stderr
     assert cli("run", "math", "--out", str(run), "--resume", "--limit", "3", "--samples", "1", "-q").returncode == 0
 
 
-def test_show_reads_damaged_and_partial_runs(tmp_path):
+def test_show_reads_partial_runs_and_names_damaged_lines(tmp_path):
     run = tmp_path / "r"
-    assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
+    assert cli("run", "math", "--model", "scripted:oracle", "--limit", "3", "--out", str(run), "-q").returncode == 0
     lines = (run / "trajectories.jsonl").read_text().splitlines()
+    (run / "trajectories.jsonl").write_text(lines[0] + "\n" + '{"task_id": "tor')  # partial, with a torn last line
+    r = cli("show", str(run))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "1 of 3 rollouts are stored" in " ".join(r.stderr.split())
     (run / "trajectories.jsonl").write_text(
         lines[0] + '\n{"bad": 1}\n["x"]\n{"task_id": "t", "sample": 0, "outcome": "completed", "score": null}\n'
         '{"task_id": ["a"], "sample": 0, "outcome": "policy_error"}\n'
         '{"task_id": "t", "sample": "zz", "outcome": "policy_error"}\n'
         '{"task_id": "t[/]", "sample": 1, "outcome": "bogus"}\n')
-    r = cli("show", str(run))
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert "1 of 3 rollouts are stored" in " ".join(r.stderr.split())
-    for fmt in ("x.parquet", "x.jsonl"):
-        r = cli("export", str(run), str(tmp_path / fmt))
-        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    r = cli("export", str(run), str(tmp_path / "v"), "--format", "verl")
-    assert "Traceback" not in r.stderr, r.stderr
-    assert cli("run", "math", "--out", str(run), "--resume", "-q").returncode == 0  # the damaged lines run again
-    assert len(_records(run)) == 3
+    # a damaged line (here the second) is damage for every reader: FILE:LINE, exit 2 (issue 18)
+    for args in (["show", str(run)], ["export", str(run), str(tmp_path / "x.parquet")],
+                 ["export", str(run), str(tmp_path / "x.jsonl")],
+                 ["export", str(run), str(tmp_path / "v.jsonl"), "--format", "verl"]):
+        r = cli(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert f"{run / 'trajectories.jsonl'}:2 (damaged?): no task_id, sample, outcome" in " ".join(r.stderr.split())
+    assert cli("run", "math", "--out", str(run), "--resume", "-q").returncode == 0  # set aside; they run again
+    assert len(_records(run)) == 3 and len((run / "set_aside.jsonl").read_text().splitlines()) == 6
+    assert cli("show", str(run)).returncode == 0
     assert cli("show", str(run), "--limit", "-1").returncode == 2
 
 
 def test_damaged_manifest_and_exiting_factory_are_reported_in_one_line(tmp_path):
     run = tmp_path / "r"
-    assert cli("run", "math", "--limit", "1", "--out", str(run), "-q").returncode == 0
+    assert cli("run", "--model", "scripted:oracle", "math", "--limit", "1", "--out", str(run), "-q").returncode == 0
     (run / "manifest.json").write_text('{"env": 3}')
     r = cli("show", str(run))
     err = " ".join(r.stderr.split())
@@ -300,7 +307,8 @@ def test_damaged_manifest_and_exiting_factory_are_reported_in_one_line(tmp_path)
 
 def test_export_next_to_the_store_files_and_resume_with_an_explicit_split(tmp_path):
     run = tmp_path / "r"
-    assert cli("run", "math", "--limit", "2", "--split", "train", "--out", str(run), "-q").returncode == 0
+    assert cli("run", "--model", "scripted:oracle",
+               "math", "--limit", "2", "--split", "train", "--out", str(run), "-q").returncode == 0
     assert cli("export", ".", "out.parquet", cwd=run).returncode == 0  # beside the store's files is fine
     r = cli("run", "math", "--out", str(run), "--resume", "--split", "test", "-q")
     assert r.returncode == 2 and "--split test differs from the run" in " ".join(r.stderr.split())
@@ -368,7 +376,8 @@ def test_a_run_of_an_environment_file_resumes_from_another_directory(tmp_path):
     here = tmp_path / "work"
     here.mkdir()
     shutil.copy(Path(__file__).parents[1] / "examples" / "counter_env.py", here / "my-env.v2.py")
-    assert cli("run", "my-env.v2.py:make_env", "--limit", "3", "--out", "r", "-q", cwd=here).returncode == 0
+    assert cli("run", "--model", "scripted:oracle",
+               "my-env.v2.py:make_env", "--limit", "3", "--out", "r", "-q", cwd=here).returncode == 0
     manifest = json.loads((here / "r" / "manifest.json").read_text())
     assert manifest["env_spec"] == f"{here / 'my-env.v2.py'}:make_env"  # absolute: resumable from anywhere
     lines = (here / "r" / "trajectories.jsonl").read_text().splitlines(keepends=True)
@@ -384,7 +393,8 @@ def test_a_resume_that_cannot_rewrite_its_records_says_so_in_one_line_and_loses_
     import resource
 
     run = tmp_path / "r"
-    assert cli("run", "math", "--limit", "200", "--samples", "2", "--out", str(run), "-q").returncode == 0
+    assert cli("run", "--model", "scripted:oracle",
+               "math", "--limit", "200", "--samples", "2", "--out", str(run), "-q").returncode == 0
     traj = run / "trajectories.jsonl"
     with open(traj, "ab") as f:
         f.write(b'{"task_id": "torn')  # a killed run's last line: the resume rewrites the file without it
@@ -425,7 +435,8 @@ def test_a_resumed_run_keeps_what_the_summary_needs_not_the_messages(tmp_path):
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_huge_concurrency_runs_no_more_rollouts_at_once_than_there_are(tmp_path, workers):
-    r = cli("run", "math", "--limit", "2", "--concurrency", "1000000000", "--workers", workers,
+    r = cli("run", "--model", "scripted:oracle",
+            "math", "--limit", "2", "--concurrency", "1000000000", "--workers", workers,
             "--out", str(tmp_path / "r"), "-q", timeout=60)  # was: a billion coroutines, never ending
     assert r.returncode == 0, r.stderr
     assert len(_records(tmp_path / "r")) == 2
@@ -443,7 +454,7 @@ def test_a_task_source_that_fails_is_one_clear_line_in_every_command(tmp_path, s
     env.write_text(code.replace("tasks=lambda split, seed: ProceduralTasks(",
                                 f"tasks=lambda split, seed: {source} if True else ProceduralTasks("))
     spec = f"{env}:make_env"
-    for args in (["run", spec, "--out", str(tmp_path / "r"), "-q"], ["check", spec],
+    for args in (["run", "--model", "scripted:oracle", spec, "--out", str(tmp_path / "r"), "-q"], ["check", spec],
                  ["calibrate", spec, "--model", "scripted:random", "--out", str(tmp_path / "c")],
                  ["audit", spec, "--out", str(tmp_path / "a")]):
         r = cli(*args)
@@ -454,7 +465,7 @@ def test_a_task_source_that_fails_is_one_clear_line_in_every_command(tmp_path, s
 
 
 def test_an_empty_selection_is_refused(tmp_path):
-    r = cli("run", "math", "--limit", "0", "--out", str(tmp_path / "r"), "-q")
+    r = cli("run", "--model", "scripted:oracle", "math", "--limit", "0", "--out", str(tmp_path / "r"), "-q")
     assert r.returncode == 2 and "--limit must be >= 1" in r.stderr
     with pytest.raises(envfoundry.core.errors.UsageError, match="no tasks to run"):
         envfoundry.evaluate("math", model="scripted:oracle", out=tmp_path / "r", limit=0)
@@ -468,9 +479,10 @@ def test_small_refusals_name_the_problem(tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == f"envfoundry {__version__}"
     r = cli("check", f"{tmp_path}:make_env")
     assert r.returncode == 2 and "is a directory; give path/to/file.py:factory" in " ".join(r.stderr.split())
-    r = cli("run", "math", "--timeout", "nan", "--out", str(tmp_path / "r"), "-q")
+    r = cli("run", "--model", "scripted:oracle", "math", "--timeout", "nan", "--out", str(tmp_path / "r"), "-q")
     assert r.returncode == 2 and "timeout must be > 0 seconds, got nan" in r.stderr
-    assert cli("run", "math", "--limit", "1", "--out", str(tmp_path / "r"), "-q").returncode == 0
+    assert cli("run", "--model", "scripted:oracle",
+               "math", "--limit", "1", "--out", str(tmp_path / "r"), "-q").returncode == 0
     (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
     (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
     r = cli("export", str(tmp_path / "r"), str(tmp_path / "loopA" / "x.parquet"))
@@ -501,12 +513,14 @@ def test_resume_reads_the_key_from_the_same_variable_and_never_stores_the_key(tm
 
 def test_records_with_damaged_token_counts_are_damage_not_a_crash(tmp_path):
     run = tmp_path / "r"
-    assert cli("run", "math", "--limit", "3", "--out", str(run), "-q").returncode == 0
+    assert cli("run", "math", "--model", "scripted:oracle", "--limit", "3", "--out", str(run), "-q").returncode == 0
     recs = _records(run)
     recs[1]["usage"] = {"completion_tokens": None}
     (run / "trajectories.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     r = cli("show", str(run))
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "trajectories.jsonl:2 (damaged?): usage holds token counts that are not integers" in " ".join(
+        r.stderr.split())
     assert cli("run", "--out", str(run), "--resume", "-q").returncode == 0
     assert len(_records(run)) == 3 and all(isinstance(r["usage"], dict) for r in _records(run))
 

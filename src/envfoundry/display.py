@@ -267,24 +267,31 @@ def _escape(s: str) -> str:
     return escape(s)
 
 
-def audit_report(report: AuditReport) -> list[Any]:
-    """Rich renderables for a terminal: the probe table, the mutation table, one example per finding."""
+def audit_report(report: AuditReport, fail_on: Iterable[str] | None = None) -> list[Any]:
+    """Rich renderables for a terminal: the probe table, the mutation table, the notes, one line per
+    finding (those of a kind in ``fail_on``, default the report's own, in red) and one example
+    for each finding that fails."""
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x:.1%}"
 
     def num(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
-    style = {"exploit": "bold red", "error": "bold red", "ok": "green", "skipped": "yellow"}
+    failing = set(report.fail_on if fail_on is None else fail_on)
+    ok_style = {"ok": "green", "skipped": "yellow"}
+
+    def style(kind: str) -> str:
+        return ok_style.get(kind, "bold red" if kind in failing else "yellow")
+
     b = report.baseline
     t = _table(f"audit {report.env} {report.version}: exploit probes (noop passes {pct(b.exploit_rate)}, "
                f"mean {num(b.mean_score)})",
-               ("probe", "verdict", "passes", "mean", "max", "detail"))
+               ("probe", "result", "passes", "right answer", "mean", "detail"))
     for r in [b, *report.probes]:
-        passes = f"{r.passes}/{r.n} ({pct(r.exploit_rate)})" if r.verdict != "skipped" else "-"
+        passes = f"{r.passes}/{r.n}" if r.verdict != "skipped" else "-"
+        right = str(r.right) if r.verdict != "skipped" else "-"
         detail = r.reason + (f"\n{r.notes}" if r.notes else "")
-        t.add_row(r.name, f"[{style[r.verdict]}]{r.verdict}", passes, num(r.mean_score), num(r.max_score),
-                  escape(detail))
+        t.add_row(r.name, f"[{style(r.verdict)}]{r.verdict}", passes, right, num(r.mean_score), escape(detail))
     out: list[Any] = [t]
     m = report.mutations
     if m is not None:
@@ -292,21 +299,18 @@ def audit_report(report: AuditReport) -> list[Any]:
                     f"{pct(m.preservation_rate)}",
                     ("mutation", "kind", "applicable", "kept right", "failed", "not applicable"))
         for name, d in m.by_name().items():
-            failed = f"[bold red]{d['failed']}" if d["failed"] else "0"
+            failed = f"[yellow]{d['failed']}" if d["failed"] else "0"
             mt.add_row(name, d["kind"], str(d["applicable"]), str(d["ok"]), failed, str(d["not_applicable"]))
         out.append(mt)
         out += [f"[yellow]note:[/yellow] {escape(n)}" for n in m.notes[:5]]
-    for r in [b, *report.probes]:
-        if r.verdict in ("exploit", "error") and r.example:
-            out.append(_example_panel(f"{r.name}: {r.reason}", r.example))
-    if m is not None:
-        seen: set[str] = set()
-        for f in m.failures:
-            if f.name not in seen:
-                seen.add(f.name)
-                ex = {"task_id": f.task_id, "score": f.score, "explanation": f.explanation, "messages": f.example or []}
-                what = "kept its score" if f.kind == "wrong" else "lost its score"
-                out.append(_example_panel(f"mutation {f.name} ({f.detail}) {what}", ex))
+    out += [f"[yellow]note:[/yellow] {escape(n)}" for n in report.notes]
+    for f in report.findings:
+        if f.kind in failing and f.example:
+            where = f"mutation {f.name}" if f.source == "mutation" else f.name
+            out.append(_example_panel(f"{f.kind}: {where}: {f.message}", f.example))
+    for f in report.findings:  # grouped already: one line per probe (or answer) or mutation, and kind
+        mark = "finding" if f.kind in failing else "finding (does not fail)"
+        out.append(f"[{style(f.kind)}]{mark}:[/] {escape(f.line())}")
     return out
 
 
@@ -325,24 +329,37 @@ def _example_panel(title: str, ex: dict[str, Any]) -> Panel:
     return Panel("\n".join(lines), title=escape(title[:150]), title_align="left")
 
 
-def agreement_tables(rep: AgreementReport, title: str = "agreement") -> list[Any]:
-    """The report as rich renderables (what ``envfoundry agree`` prints)."""
+def agreement_tables(rep: AgreementReport, title: str = "agreement", show: int = 15) -> list[Any]:
+    """The report as rich renderables (what ``envfoundry agree`` prints); the first ``show`` items
+    where the raters disagree (all of them are in the report's JSON)."""
+
+    def cut(text: str, limit: int) -> str:
+        return escape(text if len(text) <= limit else text[: limit - 3] + "...")
+
     out: list[Any] = []
-    t = _table(f"{title}: {rep.n_items} items, {rep.scale} labels, reference = {rep.reference}",
-               ("metric", "value", "95% CI", "n", "note"))
+    labs = ", ".join(rep.label_set[:8]) + (", ..." if len(rep.label_set) > 8 else "")
+    scale = f"{rep.scale} labels" + (f" ({labs})" if labs and rep.scale != "continuous" else "")
+    if rep.mode == "annotators":
+        head = f"{title}: {rep.n_items} items labelled twice or more, {scale}, annotators only"
+    else:
+        head = f"{title}: {rep.n_items} items, {scale}, reference = {rep.reference}"
+    t = _table(escape(head), ("metric", "value", "95% CI", "n", "note"))
     for x in rep.metrics:
         t.add_row(escape(x.name), _fmt(x.value), _ci(x.lo, x.hi), str(x.n), escape(x.note))
     out.append(t)
     if rep.confusion:
-        labs = rep.confusion["labels"]
-        c = Table(title="confusion: rows reference, columns grader", title_justify="left")
+        names = rep.confusion["labels"]
+        rows, cols = rep.confusion.get("rows", "reference"), rep.confusion.get("columns", "grader")
+        c = Table(title=escape(f"confusion: rows {rows}, columns {cols}"), title_justify="left")
         c.add_column("")
-        for lab in labs:
-            c.add_column(str(lab))
-        c.add_column("precision / recall")
-        for lab, row in zip(labs, rep.confusion["matrix"], strict=True):
+        for lab in names:
+            c.add_column(escape(str(lab)))
+        if rep.per_class:
+            c.add_column("precision / recall")
+        for lab, row in zip(names, rep.confusion["matrix"], strict=True):
             pc = rep.per_class.get(str(lab), {})
-            c.add_row(str(lab), *map(str, row), f"{_fmt(pc.get('precision'))} / {_fmt(pc.get('recall'))}")
+            extra = [f"{_fmt(pc.get('precision'))} / {_fmt(pc.get('recall'))}"] if rep.per_class else []
+            c.add_row(escape(str(lab)), *map(str, row), *extra)
         out.append(c)
     if rep.per_rubric:
         r = _table("per rubric item (reference truth vs judge)",
@@ -352,8 +369,22 @@ def agreement_tables(rep: AgreementReport, title: str = "agreement") -> list[Any
                       _with_ci(x["kappa"], x["kappa_ci"]), f"{x['label_yes_rate']:.2f} / {x['judge_yes_rate']:.2f}")
         out.append(r)
     if rep.raters:
-        a = _table("raters pairwise (annotators and the grader)", ("a", "b", "n", "statistic", "value [95% CI]"))
+        who = "annotators" if rep.mode == "annotators" else "annotators and the grader"
+        a = _table(f"raters pairwise ({who})", ("a", "b", "n", "statistic", "value [95% CI]"))
         for x in rep.raters:
             a.add_row(escape(x["a"]), escape(x["b"]), str(x["n"]), x["statistic"], _with_ci(x["value"], x["ci"]))
         out.append(a)
+    if rep.disagreements:
+        n, shown = len(rep.disagreements), rep.disagreements[:show]
+        more = f"; the first {len(shown)} here, all with --json" if n > len(shown) else ""
+        grader = rep.mode != "annotators"
+        d = _table(f"items where the raters disagree: {n}, most contested first (for an expert to look at){more}",
+                   ("id", "labels", "majority", *(("reference", "grader") if grader else ())))
+        for x in shown:
+            labels = ", ".join(f"{who}={lab}" for who, lab in x["labels"].items())
+            row = [cut(str(x["id"]), 40), cut(labels, 100), escape(str(x.get("majority") or "tie"))]
+            if grader:
+                row += [escape(str(x.get("reference", "-"))), escape(str(x.get("grader", "-")))]
+            d.add_row(*row)
+        out.append(d)
     return out

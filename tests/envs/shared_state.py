@@ -19,7 +19,7 @@ def _tasks(name):
         for i in range(6):
             rng = rng_for(name, split, seed, i)
             who, amount = CUSTOMERS[i], rng.randint(10, 90)
-            start = 100 + 10 * i
+            start = 100 + 10 * i + (0 if split == "test" else 1000)  # no task in two splits
             out.append(Task(env=name, env_version="1", split=split,
                             prompt=f"Log in as {who}, deposit {amount} and tell me the new balance.",
                             world={"start": start}, data={"who": who, "amount": amount, "balance": start + amount}))
@@ -201,7 +201,7 @@ def task_scratch():
     return _bank("taskscratch", login_g, balance_t, deposit_t)
 
 
-# ------------------------------------------------------------- a cache keyed by id() of an object
+# ------------------------------------------------------------- a cache keyed by id() of the task object
 _BY_ID: dict[int, dict] = {}
 
 
@@ -237,3 +237,29 @@ def deposit_i(ep, amount: int) -> str:
 
 def id_cache():
     return _bank("idcache", login_i, balance_i, deposit_i)
+
+
+# ------------------------------------------------------------- a cache keyed by id() of the world
+_BY_WORLD: dict[int, dict] = {}  # a freed world's id is soon reused by a new world
+
+
+def _pending(ep) -> dict:
+    return _BY_WORLD.setdefault(id(ep.world), {})
+
+
+@tool(name="balance")
+def balance_w(ep) -> str:
+    """Your balance, with deposits not yet credited."""
+    return str(ep.world.get("accounts", _who(ep))["balance"] + _pending(ep).get("amount", 0))
+
+
+@tool(name="deposit", writes=True)
+def deposit_w(ep, amount: int) -> str:
+    """Deposit `amount` (credited when the session ends)."""
+    _who(ep)
+    _pending(ep)["amount"] = _pending(ep).get("amount", 0) + amount
+    return "deposited"
+
+
+def id_world_cache():
+    return _bank("idworld", login_g, balance_w, deposit_w)

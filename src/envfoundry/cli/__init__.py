@@ -1,18 +1,23 @@
 """The ``envfoundry`` command line: parses, calls the library, prints.
 
-Exit codes: 0 ok, 1 a check or audit found problems, or the machine failed the command (a model
-server that cannot start, a full disk), 2 bad usage or bad input, 130 interrupted (after the run
-store has been flushed).
+Exit codes, the same in every command: 0 ok; 1 the work found problems (a check or an audit that
+fails, a run with more errors than ``--max-errors``) or the machine failed the command (a full
+disk, a read-only file system, no permission, a model server that is down or cannot start); 2 the
+user's input (a bad option or path, a damaged file given to read); 130 interrupted (after the run
+store has been flushed). Every error is one line on stderr, never a traceback, with text that
+cannot be encoded escaped and registered secrets (API keys) redacted.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
 
 from ..core.errors import EnvfoundryError, UsageError
-from ._common import _escape, app, err
+from ..core.sanitize import printable
+from ._common import app, err
 
 # each module registers its commands on ``app``; `envfoundry --help` lists them in this order
 for _module in ("runs", "quality", "training"):
@@ -38,6 +43,33 @@ def _interrupted(argv: list[str] | None) -> None:
         err.print("interrupted; what finished is stored (continue with --resume)")
 
 
+#: an OSError with one of these errnos is about the path the user gave (exit 2); any other (a
+#: full disk, a read-only file system, no permission, an I/O error) is the machine's (exit 1)
+_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP})
+
+
+def exit_code(e: BaseException) -> int:
+    """The exit code of an error that ends a command (see the module documentation)."""
+    if isinstance(e, UsageError):
+        return 2
+    if isinstance(e, OSError) and e.errno in _PATH_ERRNOS and e.filename is not None:
+        return 2
+    return 1
+
+
+def _say(message: str) -> None:
+    from ._common import _escape
+
+    err.print(f"[red]error:[/red] {_escape(printable(message))}", soft_wrap=True)
+
+
+def _os_message(e: OSError) -> str:
+    names = " -> ".join(os.fsdecode(n) if isinstance(n, (str, bytes, os.PathLike)) else str(n)
+                        for n in (e.filename, e.filename2) if n is not None)
+    what = e.strerror or (str(e) if e.errno is None and str(e) else type(e).__name__)
+    return f"{what}: {names}" if names else what
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; maps errors to exit codes instead of tracebacks."""
     try:
@@ -50,19 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _interrupted(argv)
         return 130
-    except UsageError as e:  # escaped: messages hold install commands like pip install "envfoundry[local]"
-        err.print(f"[red]error:[/red] {_escape(str(e))}", soft_wrap=True)
-        return 2
-    except EnvfoundryError as e:  # e.g. the local model server failed to start
-        err.print(f"[red]error:[/red] {_escape(str(e))}", soft_wrap=True)
-        return 1
+    except EnvfoundryError as e:  # messages are printed as text: install hints like "envfoundry[local]" survive
+        _say(str(e))
+        return exit_code(e)
     except OSError as e:  # a file the machine cannot read or write (a run's own writes are RunWriteErrors)
-        if e.filename is None:
-            raise  # not about a file: a bug, and its traceback is what helps
-        names = " -> ".join(os.fsdecode(n) if isinstance(n, (str, bytes, os.PathLike)) else str(n)
-                            for n in (e.filename, e.filename2) if n is not None)
-        err.print(f"[red]error:[/red] {_escape(e.strerror or type(e).__name__)}: {_escape(names)}", soft_wrap=True)
-        return 1
+        if e.filename is None and e.errno is None:
+            raise  # neither a file nor a system call: a bug, and its traceback is what helps
+        _say(_os_message(e))
+        return exit_code(e)
     return 0
 
 

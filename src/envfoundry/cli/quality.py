@@ -66,6 +66,9 @@ def check_cmd(
                 detail += "\nexample: " + json.dumps(r.example, default=str)[:600]
             t.add_row(r.name, f"[{style[r.status]}]{r.status}", _escape(detail))
         console.print(t)
+        failed = [r.name for r in report.results if r.status == "fail"]
+        console.print(f"[bold red]{len(failed)} of {len(report.results)} checks failed: {', '.join(failed)}"
+                      if failed else f"[green]{sum(r.status == 'pass' for r in report.results)} checks passed")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -84,19 +87,23 @@ def audit_cmd(
     force: V.Force = False,
     tasks_old: Annotated[Optional[int], V.hidden("--tasks")] = None,
     probes: Annotated[Optional[str], typer.Option(help="comma-separated probes to run (default all)")] = None,
+    fail_on: Annotated[Optional[str], typer.Option(
+        "--fail-on", help="finding kinds that exit 1, comma-separated: exploit, crash, stall, reference, error, "
+        "reward_leak, leak, lenient, strict; all; none (default: exploit,crash,stall,reference,error)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
 ) -> None:
-    """Probe ENV for reward hacking and mutation-test its grader; exit 1 if anything is found."""
+    """Probe ENV for reward hacking and mutation-test its grader; exit 1 on a finding of a --fail-on kind."""
     import json
 
     from ..display import audit_report
     from ..envs import load
-    from ..quality.audit import AUDIT_FILE, BASELINE, AuditConfig, audit_env, default_results_dir
+    from ..quality.audit import AUDIT_FILE, BASELINE, AuditConfig, audit_env, default_results_dir, parse_fail_on
     from ..rollout.store import MANIFEST, RunStore
     from .output import default_out, prepare_out
 
     spec = _env_spec(env, env_opt)
     tasks = V.renamed(limit, tasks_old, "--tasks", "--limit")
+    fail_kinds = parse_fail_on(fail_on)
     if resume and out is None:
         raise UsageError("--resume needs --out DIR (the audit to continue)")
     e = load(spec, _env_args(env_arg))
@@ -120,21 +127,20 @@ def audit_cmd(
     names = [p.strip() for p in probes.split(",") if p.strip()] if probes is not None else None
     if names is not None and not names:
         raise UsageError("--probes needs at least one probe name")
-    cfg = AuditConfig(tasks=tasks, samples=samples, seed=seed, split=split, probes=names, out=out, resume=resume)
+    cfg = AuditConfig(tasks=tasks, samples=samples, seed=seed, split=split, probes=names, out=out, resume=resume,
+                      fail_on=fail_kinds)
     report = audit_env(e, spec=spec, config=cfg)
+    failing = report.failing(fail_kinds)
     if json_out:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        for part in audit_report(report):
+        for part in audit_report(report, fail_on=fail_kinds):
             console.print(part)
-        found = report.findings
-        for f in found[:20]:
-            console.print(f"[red]finding:[/red] {_escape(f)}", soft_wrap=True)
-        if len(found) > 20:
-            console.print(f"... and {len(found) - 20} more (all in {_escape(str(report.out / AUDIT_FILE))})")
-        verdict = "[green]no findings" if report.ok else f"[bold red]{len(found)} finding(s)"
-        console.print(f"{verdict}[/]; stored in [bold]{_escape(str(report.out / AUDIT_FILE))}[/bold]")
-    if not report.ok:
+        counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
+        verdict = (f"[bold red]{len(failing)} failing finding(s)" if failing else "[green]no failing findings") + (
+            f"[/] ({counts}; failing kinds: {', '.join(fail_kinds) or 'none'})" if counts else "[/]")
+        console.print(f"{verdict}; stored in [bold]{_escape(str(report.out / AUDIT_FILE))}[/bold]", soft_wrap=True)
+    if failing:
         raise typer.Exit(1)
 
 
@@ -283,7 +289,7 @@ def _print_calibration(result) -> None:  # noqa: ANN001
     info.add_column(style="bold")
     info.add_column()
     lo, hi = s["band"]
-    info.add_row("band", f"[{lo:g}, {hi:g}]  (95% Wilson interval per task)")
+    info.add_row("band", f"[{lo:g}, {hi:g}]  (exact interval per task, 95% coverage across its rounds)")
     info.add_row("rollouts", f"{s['budget_used']} of budget {s['budget']} in {len(s['rounds'])} round(s); "
                  f"{s['scored_samples']} scored, {s['errors']} errors")
     info.add_row("pass@k", at_k(s["pass_at_k"]))
@@ -440,8 +446,10 @@ def agree_cmd(
     if json_out:
         print(json.dumps(rep.to_dict(), indent=2))
         return
-    for t in agreement_tables(rep, title=f"agree {judge or scores or run}"):
+    for t in agreement_tables(rep, title=f"agree {judge or scores or run or 'annotators'}"):
         console.print(t)
+    for note in rep.notes:
+        console.print(f"note: {_escape(note)}", soft_wrap=True)
     for w in rep.warnings:
         console.print(f"[yellow]warning:[/yellow] {_escape(w)}")
     if causes:

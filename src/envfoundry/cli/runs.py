@@ -143,16 +143,21 @@ def show_cmd(
     task: Annotated[str | None, typer.Option("--task", help="show this task's rollouts in full")] = None,  # noqa: UP007
     limit: Annotated[int, typer.Option(help="rows in the table (range: >= 0)")] = 50,
 ) -> None:
-    """Show a run's summary and trajectories."""
+    """Show a run's summary and trajectories (a damaged line or field: FILE:LINE, exit 2)."""
+    from ..core.sanitize import printable
     from ..display import records_table, summary_table, trajectory_panel
-    from ..rollout.run import Run
     from ..rollout.summary import summarize
 
     if limit < 0:
         raise UsageError(f"--limit must be >= 0, got {limit}")
-    r = Run.open(run)
-    recs = list(r.records())
-    m = r.manifest
+    store = _open_run(run)
+    m = store.manifest
+    lines = {}  # id(record) -> its line, to name a field the display cannot use
+    recs = []
+    for n, x in store.numbered_records():
+        recs.append(x)
+        lines[id(x)] = n
+    _note_left_out(store, run)
     planned = len(m.task_ids) * m.samples
     summary = summarize(recs, samples=m.samples)  # from the records themselves, not a stale summary.json
     if len(recs) < planned:
@@ -160,15 +165,49 @@ def show_cmd(
                   f"`envfoundry run {_escape(m.env_spec)} --out {_escape(str(run))} --resume`")
     if failed:
         recs = [x for x in recs if x["outcome"] not in ("completed", "truncated") or not x["passed"]]
+
+    def shown(x: dict, draw):  # noqa: ANN001, ANN202 - a record drawn, or its damage named
+        try:
+            return draw(printable(x))  # redacted, control characters shown: safe for a terminal
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            why = f"missing field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise store.damaged(lines.get(id(x)), why) from None
+
     if task is not None:
         recs = [x for x in recs if x["task_id"] == task]
         if not recs:
             raise UsageError(f"run {str(run)!r} has no trajectory of task {task!r}")
-        for x in sorted(recs, key=lambda x: x["sample"]):
-            console.print(trajectory_panel(x))
+        panels = [shown(x, trajectory_panel) for x in sorted(recs, key=lambda x: x["sample"])]
+        for panel in panels:
+            console.print(panel)
         return
-    console.print(summary_table(summary, title=f"{m.env} - {m.policy.get('spec')}"))
-    console.print(records_table(recs, limit=limit))
+    table = records_table([shown(x, lambda y: y) for x in recs[:limit + 1]], limit=limit)
+    console.print(summary_table(printable(summary), title=f"{m.env} - {m.policy.get('spec')}"))
+    console.print(table)
+
+
+def _open_run(run: Path):  # noqa: ANN202
+    """The run store in ``run``; its API key variable's value, where set, is redacted from what is printed."""
+    import os
+
+    from ..core.sanitize import register_secret
+    from ..rollout.store import RunStore
+
+    store = RunStore.open(run)
+    name = store.manifest.policy.get("api_key_env")
+    if isinstance(name, str) and name:
+        register_secret(os.environ.get(name))
+    return store
+
+
+def _note_left_out(store, run: Path) -> None:  # noqa: ANN001
+    """A note on records that are not the run's own (other tasks or samples, repeats): left out."""
+    foreign, repeated = store.left_out.get("foreign", 0), store.left_out.get("repeated", 0)
+    if foreign or repeated:
+        parts = [f"{foreign} record(s) of tasks or samples that are not the run's"] if foreign else []
+        parts += [f"{repeated} repeated record(s)"] if repeated else []
+        err.print(f"[yellow]note:[/yellow] {' and '.join(parts)} in {_escape(str(run))} are left out; "
+                  "`envfoundry run --out RUN --resume` moves them to set_aside.jsonl", soft_wrap=True)
 
 
 @app.command("export")
@@ -180,9 +219,11 @@ def export_cmd(
         typer.Option("--format", help="parquet, jsonl, or a trainer's layout: trl, hf, verl (default: by suffix)"),
     ] = None,
 ) -> None:
-    """Export a run's trajectories (Parquet loads with `datasets`; trl/hf/verl: .jsonl or Parquet by OUT's suffix)."""
-    from ..rollout.export import export_run
+    """Export a run's trajectories, one row per (task, sample) of the run (Parquet loads with `datasets`;
+    trl/hf/verl: .jsonl or Parquet by OUT's suffix)."""
+    from ..rollout.export import export_store
 
-    n = export_run(run, fmt or ("jsonl" if out.suffix == ".jsonl" else "parquet"), out)
+    store = _open_run(run)
+    n = export_store(store, fmt or ("jsonl" if out.suffix == ".jsonl" else "parquet"), out)
+    _note_left_out(store, run)
     console.print(f"wrote {n} rows to {_escape(str(out))}")
-

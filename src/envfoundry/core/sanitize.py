@@ -116,7 +116,12 @@ class Changes:
         self.paths: dict[str, list[str]] = {}
 
     def add(self, kind: str, path: str) -> None:
-        self.paths.setdefault(kind, []).append(path or "(value)")
+        paths = self.paths.setdefault(kind, [])
+        if len(paths) <= MAX_PATHS:  # the rest are only counted
+            path = path if len(path) <= 120 else path[:100] + "..." + path[-16:]
+            paths.append(path or "(value)")
+        else:
+            paths.append("")
 
     def __bool__(self) -> bool:
         return bool(self.paths)
@@ -172,6 +177,27 @@ def _walk(x: Any, path: str, depth: int, also: str | None, ch: Changes) -> Any:
     except Exception as e:  # noqa: BLE001 - an object whose __str__ fails
         text = f"(unprintable {type(x).__name__}: {type(e).__name__})"
     return _walk(text, path, depth, also, ch)
+
+
+#: control characters a terminal would act on (all but tab and newline), shown as ``\\xNN``
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0))}
+
+
+def printable(obj: Any) -> Any:
+    """``obj`` made :func:`storable`, with control characters in its strings (an escape sequence
+    in a model's reply, NUL) written as ``\\xNN``: safe to print to a terminal."""
+    clean, _ = storable(obj)
+    return _controls(clean)
+
+
+def _controls(x: Any) -> Any:
+    if isinstance(x, str):
+        return x if x.isprintable() else x.translate(_CONTROLS)
+    if isinstance(x, dict):
+        return {_controls(k): _controls(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_controls(v) for v in x]
+    return x
 
 
 def dumps(obj: Any, option: int = 0) -> tuple[bytes, Changes | None]:

@@ -30,31 +30,28 @@ from typing import Any
 from ..core.errors import UsageError
 from ..core.seeding import derive_seed
 from . import agreement as m
+from .coding import LabelData, Warn, check_threshold, grader_labels, prepare_labels, reference_labels
 from .judge_runs import PROBES, close_judge, resolve_judge, run_judge
 from .labels import (
     SCALES,
-    Problems,
-    _id_value,
     check_save,
     load_items,
     load_jsonl,
     load_labels,
     load_scores,
-    number,
-    parse_label,
     scores_from_run,
     shipped_labels,
     write_jsonl,
 )
-from .labelset import LabelSet, build_label_set, fmt, infer_scale, parse_label_set
+from .labelset import fmt, infer_scale
+from .tables import number
 
-REFERENCE_NAMES = ("gold", "ground_truth")
 #: the most bootstrap resamples ``compare`` takes (more only costs time)
 MAX_BOOT = 100_000
-__all__ = ["MAX_BOOT", "PROBES", "SCALES", "AgreementReport", "LabelData", "Metric", "check_save", "close_judge",
-           "compare", "detect_scale", "error_causes", "load_items", "load_jsonl", "load_labels", "load_scores",
-           "prepare_labels", "reference_labels", "resolve_judge", "run_judge", "scores_from_run", "shipped_labels",
-           "write_jsonl"]
+__all__ = ["MAX_BOOT", "PROBES", "SCALES", "AgreementReport", "LabelData", "Metric", "check_save", "check_threshold",
+           "close_judge", "compare", "detect_scale", "error_causes", "load_items", "load_jsonl", "load_labels",
+           "load_scores", "prepare_labels", "reference_labels", "resolve_judge", "run_judge", "scores_from_run",
+           "shipped_labels", "write_jsonl"]
 
 
 @dataclass
@@ -115,229 +112,6 @@ def detect_scale(values: Iterable[Any]) -> str:
     return infer_scale(list(values))
 
 
-class Warn:
-    """Collects warnings about the input; with ``strict`` the first one is a UsageError."""
-
-    def __init__(self, strict: bool = False) -> None:
-        self.strict = strict
-        self.messages: list[str] = []
-
-    def __call__(self, message: str) -> None:
-        if self.strict:
-            raise UsageError(f"{message} (an error with --strict)")
-        self.messages.append(message)
-
-
-@dataclass
-class LabelData:
-    """Labels checked and coded: ``by[annotator][item id]`` is a code of ``labelset``."""
-
-    labelset: LabelSet
-    by: dict[str, dict[str, float]]
-    ids: list[str]
-    rubric: dict[tuple[str, str], dict[str, bool]]
-    info: dict[str, Any]
-    notes: list[str]
-
-
-def prepare_labels(labels: list[dict[str, Any]], *, scale: str | None = None,
-                   label_set: str | Sequence[Any] | None = None, warn: Callable[[str], None] | None = None
-                   ) -> LabelData:
-    """Check and code label records (``{"id", "label", "annotator"?, "where"?, "rubric"?}``): the
-    label set and scale (declared or inferred), and one label per item and annotator (a repeat with
-    the same label counts once; with another label it is an error)."""
-    warn = warn or Warn()
-    bad = Problems()
-    recs = []
-    for k, r in enumerate(labels, 1):
-        where = r.get("where") or f"label record {k}"
-        rid = _id_value(r.get("id"))
-        if rid is None:
-            bad.add("label record(s) with no 'id' (text or a whole number)", where, r.get("id"))
-            continue
-        try:
-            v = parse_label(r.get("label"))
-        except ValueError as e:
-            bad.add(f"label(s) {e}", where, r.get("label"))
-            continue
-        ann = _id_value(r.get("annotator", "annotator"))
-        if ann is None:
-            bad.add("label record(s) whose 'annotator' is not a name", where, r.get("annotator"))
-            continue
-        recs.append((where, rid, ann, v, r.get("rubric")))
-    bad.raise_if_any()
-    observed = [(w, v) for w, _, _, v, _ in recs if v is not None]
-    if not observed:
-        raise UsageError("no labels to compare with (every label is missing)")
-    declared = parse_label_set(label_set) if isinstance(label_set, str) else (
-        None if label_set is None else [parse_label(v) for v in label_set])
-    ls = build_label_set(observed, scale=scale, declared=declared)
-    for w in ls.warnings:
-        warn(w)
-    by: dict[str, dict[str, float]] = {}
-    first: dict[tuple[str, str], str] = {}
-    rubric: dict[tuple[str, str], dict[str, bool]] = {}
-    conflict = Problems()
-    missing = repeated = 0
-    for where, rid, ann, v, rub in recs:
-        if v is None:
-            missing += 1
-            continue
-        c = ls.code(v)
-        assert c is not None  # the set was built from (or checked against) these labels
-        prev = by.setdefault(ann, {}).get(rid)
-        if prev is not None:
-            if prev == c:
-                repeated += 1
-            else:
-                conflict.add("item(s) labelled twice by one annotator with different labels",
-                             f"{first[(ann, rid)]} and {where}", text=f"{rid!r} by {ann!r}: {ls.show(prev)} vs "
-                                                                      f"{ls.show(c)}")
-            continue
-        by[ann][rid] = c
-        first[(ann, rid)] = where
-        if rub:
-            rubric[(ann, rid)] = {str(key): bool(val) for key, val in rub.items()}
-    conflict.raise_if_any("keep one label per item and annotator, or tell the annotators apart")
-    notes = list(ls.notes)
-    if missing:
-        notes.append(f"{missing} missing label(s) (empty or null) left out")
-    if repeated:
-        notes.append(f"{repeated} repeated label(s) (same item, annotator and label) counted once")
-    ids = list(dict.fromkeys(rid for _, rid, _, v, _ in recs if v is not None))
-    info = {"labelled_items": len(ids), "annotators": sorted(by), "label_set": [fmt(v) for v in ls.values]
-            if ls.scale != "continuous" else None, "label_map": ls.label_map(), "declared_label_set": ls.declared,
-            "missing_labels": missing, "repeated_labels": repeated}
-    return LabelData(ls, by, ids, rubric, info, notes)
-
-
-def reference_labels(data: LabelData, reference: str | None = None) -> tuple[dict[str, float], str]:
-    """Per item, the reference label's code, and whose it is: the annotator named ``reference``,
-    else ``gold`` or ``ground_truth``, else the majority (ties: the first annotator's; continuous
-    labels: the mean)."""
-    by = data.by
-    name = reference or next((n for n in REFERENCE_NAMES if n in by), None)
-    if name is not None:
-        if name not in by:
-            raise UsageError(f"no annotator {name!r} in the labels (annotators: {', '.join(by)})")
-        return dict(by[name]), name
-    if len(by) == 1:
-        (name, ref), = by.items()
-        return dict(ref), name
-    out: dict[str, float] = {}
-    for i in data.ids:
-        vals = [by[a][i] for a in by if i in by[a]]
-        out[i] = sum(vals) / len(vals) if data.labelset.scale == "continuous" else _mode(vals)
-    return out, "majority"
-
-
-def _mode(vals: list[Any]) -> Any:
-    """The commonest value; ties: the first given."""
-    counts = Counter(vals)
-    top = max(counts.values())
-    return next(v for v in vals if counts[v] == top)
-
-
-def _nearest(ls: LabelSet, x: float) -> float:
-    """A score placed on a numeric ordinal scale: rounded half up for whole-number labels, else
-    the nearest label."""
-    if all(float(v).is_integer() for v in ls.values):
-        return float(math.floor(x + 0.5))
-    return float(min(ls.values, key=lambda v: (abs(v - x), v)))
-
-
-def _grader_labels(scores: list[dict[str, Any]], ls: LabelSet, threshold: float, warn: Callable[[str], None]
-                   ) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]], dict[str, dict[str, bool]],
-                              list[dict[str, Any]]]:
-    """Per item: the grader's label code (majority of repeats), mean score, all repeats, rubric
-    answers; and the failed judgements. Verdicts that cannot be read on the labels' scale are a
-    UsageError with counts and examples."""
-    reps: dict[str, list[float]] = defaultdict(list)
-    raw: dict[str, list[float]] = defaultdict(list)
-    rub: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    errors = []
-    bad, unseen = Problems(), Problems()
-    nums: list[float] = []
-    scale, shown = ls.scale, ls.describe()
-    for k, r in enumerate(scores, 1):
-        if (r.get("kind") or "item") != "item":
-            continue
-        if r.get("error"):
-            errors.append(r)
-            continue
-        where = r.get("where") or f"score record {k}"
-        score = r.get("score")
-        num = None if score is None or isinstance(score, bool) else number(score)
-        if score is not None and num is None:
-            bad.add("'score'(s) not a finite number (a text verdict goes in 'label')", where, score)
-            continue
-        try:
-            lab = parse_label(r.get("label"))
-        except ValueError as e:
-            bad.add(f"grader 'label'(s) {e}", where, r.get("label"))
-            continue
-        code: float | None
-        if lab is not None:
-            code = ls.code(lab)
-            if code is None and scale == "nominal" and not ls.declared:
-                code = ls.add(lab)
-                unseen.add("grader label(s) that no annotator used", where, lab)
-            elif code is not None and scale == "ordinal" and not ls.known(lab):
-                unseen.add("grader label(s) that no annotator used", where, lab)
-            if code is None:
-                what = ("outside the label set" if ls.declared else f"not on the labels' {scale} scale")
-                bad.add(f"grader label(s) {what} {shown}", where, lab)
-                continue
-        elif "passed" in r and scale in ("binary", "nominal"):
-            code = ls.passed_code(bool(r["passed"]))
-            if code is None:
-                bad.add(f"pass/fail verdict(s) that cannot be read as the categories {shown} (give the grader's "
-                        "category in 'label')", where)
-                continue
-        elif num is not None:
-            if scale == "binary":
-                code = float(num >= threshold)
-            elif scale == "nominal":
-                code = ls.passed_code(num >= threshold)
-                if code is None:
-                    bad.add(f"score(s) that cannot be read as the categories {shown} (give the grader's category in "
-                            "'label')", where, score)
-                    continue
-            elif scale == "ordinal" and not ls.numeric:
-                bad.add(f"score(s) that cannot be placed on the ordered text labels {shown} (give the grader's "
-                        "label in 'label')", where, score)
-                continue
-            else:
-                code = _nearest(ls, num) if scale == "ordinal" else float(num)
-                if ls.declared and not ls.known(code):
-                    bad.add(f"score(s) outside the label set {shown}", where, score)
-                    continue
-                nums.append(num)
-        else:
-            bad.add(f"'passed' verdict(s) with no 'score' cannot be compared with {scale} labels", where)
-            continue
-        i = str(r["id"])
-        reps[i].append(code)
-        raw[i].append(float(num) if num is not None else code)
-        for key, val in (r.get("rubric") or {}).items():
-            rub[i][key].append(bool(val))
-    bad.raise_if_any("use --scale nominal to compare text labels as categories" if scale == "binary" else "")
-    if unseen:
-        warn(unseen.lines()[0])
-    if nums and ls.numeric and scale in ("ordinal", "continuous"):
-        lo, hi = min(ls.values), max(ls.values)
-        if (0 <= min(nums) and max(nums) <= 1 and (hi > 1 or lo < 0)) or max(nums) < lo or min(nums) > hi:
-            warn(f"the grader's scores lie in [{fmt(min(nums))}, {fmt(max(nums))}] but the labels run from {fmt(lo)} "
-                 f"to {fmt(hi)}: on different scales agreement means little (rescale the scores, or give the "
-                 "grader's label in 'label')")
-    label, mean = {}, {}
-    for i, vals in reps.items():
-        label[i] = sum(vals) / len(vals) if scale == "continuous" else _mode(vals)
-        mean[i] = sum(raw[i]) / len(raw[i])
-    rubric = {i: {key: sum(v) * 2 > len(v) for key, v in d.items()} for i, d in rub.items()}
-    return label, mean, dict(reps), rubric, errors
-
-
 def error_causes(errors: Iterable[Any], top: int = 3) -> list[dict[str, Any]]:
     """The commonest reasons among failed judgements' messages, ``{"count", "cause", "example"}``:
     messages that differ only in the judge's last reply count as one cause."""
@@ -382,7 +156,7 @@ def _unmatched_hint(labelled: Iterable[str], scored: Iterable[str]) -> str:
     if not pairs:
         return ""
     a, b = pairs[0]
-    return (f"; {len(pairs)} more would match ignoring case, spaces, leading zeros or '.0' (e.g. label {a!r} and "
+    return (f"; {len(pairs)} would match ignoring case, spaces, leading zeros or '.0' (e.g. label {a!r} and "
             f"score {b!r}): write the ids the same way in both files")
 
 
@@ -418,7 +192,7 @@ def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]] | None = 
         rep.warnings[:0] = warn.messages
         return rep
     ref, ref_name = reference_labels(data, reference)
-    glab, gscore, reps, grub, failed = _grader_labels(scores, ls, threshold, warn)
+    glab, gscore, reps, grub, failed = grader_labels(scores, ls, threshold, warn)
     errors = len(failed)
     judged = sum(len(v) for v in reps.values()) + errors
     scored = list(glab)
@@ -450,7 +224,8 @@ def compare(labels: list[dict[str, Any]], scores: list[dict[str, Any]] | None = 
         rep.notes.append("the labels name tasks and the scores are a run's TASK:SAMPLE: sample 0 of each task is "
                          "compared")
     failed_ids = {str(r["id"]) for r in failed}
-    want = [i for i in ref if asked is None or i in set(asked)]
+    asked_ids = None if asked is None else set(asked)
+    want = [i for i in ref if asked_ids is None or i in asked_ids]
     unscored = [i for i in want if i not in glab and i not in failed_ids]
     unlabelled = [i for i in glab if i not in ref]
     if unscored:

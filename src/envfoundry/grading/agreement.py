@@ -27,9 +27,16 @@ def _pair(a: Sequence[Any], b: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _numeric(a: np.ndarray) -> bool:
+    return a.dtype.kind in "biuf"
+
+
 def unique_labels(*ys: Sequence[Any]) -> list[Any]:
     """Sorted union of the labels (scikit-learn's order)."""
-    return sorted(set().union(*(np.asarray(y).tolist() for y in ys)))
+    arrs = [np.asarray(y) for y in ys]
+    if all(_numeric(a) for a in arrs):
+        return np.unique(np.concatenate([a.ravel() for a in arrs])).tolist() if arrs else []
+    return sorted(set().union(*(a.tolist() for a in arrs)))
 
 
 def accuracy(y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
@@ -41,8 +48,17 @@ def confusion_matrix(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Seque
     """Counts ``C[i, j]`` of items with true label ``labels[i]`` predicted as ``labels[j]``."""
     x, y = _pair(y_true, y_pred)
     labs = list(labels) if labels is not None else unique_labels(x, y)
-    index = {v: i for i, v in enumerate(labs)}
     cm = np.zeros((len(labs), len(labs)), dtype=np.int64)
+    lab = np.asarray(labs)
+    if _numeric(x) and _numeric(y) and _numeric(lab) and len(labs):  # vectorised: numbers (label codes)
+        order = np.argsort(lab, kind="stable")
+        srt = lab[order]
+        xi = np.clip(np.searchsorted(srt, x), 0, len(srt) - 1)
+        yi = np.clip(np.searchsorted(srt, y), 0, len(srt) - 1)
+        ok = (srt[xi] == x) & (srt[yi] == y)
+        np.add.at(cm, (order[xi[ok]], order[yi[ok]]), 1)
+        return cm
+    index = {v: i for i, v in enumerate(labs)}
     for t, p in zip(x.tolist(), y.tolist(), strict=True):
         if t in index and p in index:
             cm[index[t], index[p]] += 1
@@ -178,15 +194,14 @@ def pairwise_agreement(data: Sequence[Sequence[float]] | np.ndarray) -> float:
     r = np.asarray(data, dtype=np.float64)
     if r.ndim != 2:
         raise ValueError(f"reliability data must be 2-d (coders x units), got shape {r.shape}")
-    shares = []
-    for col in r.T:
-        vals = col[~np.isnan(col)]
-        k = len(vals)
-        if k < 2:
-            continue
-        _, counts = np.unique(vals, return_counts=True)
-        shares.append(float(np.sum(counts * (counts - 1))) / (k * (k - 1)))
-    return float(np.mean(shares)) if shares else float("nan")
+    dom = np.unique(r[~np.isnan(r)])
+    counts = (r.T[..., None] == dom[None, None, :]).sum(axis=1).astype(np.float64)  # units x values
+    m = counts.sum(axis=1)
+    use = m >= 2
+    if not use.any():
+        return float("nan")
+    same = (counts[use] * (counts[use] - 1)).sum(axis=1)
+    return float(np.mean(same / (m[use] * (m[use] - 1))))
 
 
 def bootstrap_ci(stat: Callable[..., float], *arrays: Sequence[Any] | np.ndarray, n_boot: int = 1000,

@@ -12,221 +12,32 @@ from the text. A UTF-8 byte-order mark and surrounding spaces are ignored.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
+from .tables import Problems, id_value, is_number, number, parse_label, read_jsonl, read_table, show_value
 
 SCALES = ("binary", "ordinal", "continuous", "nominal")
 ROLES = ("system", "user", "assistant", "tool")
 KINDS = ("item", "adversarial", "pair")
-#: suffixes read as CSV (tab-separated for .tsv) and as JSON Lines; others are told apart by content
-CSV_SUFFIXES = (".csv", ".tsv")
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
-def _show(v: Any, limit: int = 60) -> str:
-    s = json.dumps(v, ensure_ascii=False, default=str)
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
-class Problems:
-    """Bad values collected over a whole file and reported at once: each kind of problem with its
-    count and a few examples (``'Unsure' x4 (l.csv:3, l.csv:7, ...)``)."""
-
-    _NO_VALUE = object()
-
-    def __init__(self) -> None:
-        self._groups: dict[str, dict[str, list[str]]] = {}
-
-    def add(self, what: str, where: str, value: Any = _NO_VALUE, *, text: str | None = None) -> None:
-        """Note one bad ``value`` (shown as JSON, or as ``text`` when given) at ``where``."""
-        shown = text if text is not None else "" if value is Problems._NO_VALUE else _show(value, 40)
-        self._groups.setdefault(what, {}).setdefault(shown, []).append(where)
-
-    def __bool__(self) -> bool:
-        return bool(self._groups)
-
-    def count(self, what: str) -> int:
-        return sum(len(w) for w in self._groups.get(what, {}).values())
-
-    def lines(self) -> list[str]:
-        out = []
-        for what, by_value in self._groups.items():
-            n = sum(len(w) for w in by_value.values())
-            ex = []
-            for shown, wheres in list(by_value.items())[:3]:
-                at = ", ".join(wheres[:2]) + (", ..." if len(wheres) > 2 else "")
-                ex.append(at if not shown else f"{shown} ({at})" if len(wheres) == 1 else f"{shown} x{len(wheres)} ({at})")
-            more = f", and {len(by_value) - 3} other value(s)" if len(by_value) > 3 else ""
-            out.append(f"{n} {what}: {', '.join(ex)}{more}")
-        return out
-
-    def raise_if_any(self, hint: str = "") -> None:
-        if self._groups:
-            raise UsageError("; ".join(self.lines()) + (f"; {hint}" if hint else ""))
-
-
-def _delimiter(p: Path, header: str) -> str:
-    if p.suffix.lower() == ".tsv":
-        return "\t"
-    if "," not in header:  # a European spreadsheet's CSV, or tab-separated under another name
-        for d in (";", "\t"):
-            if d in header:
-                return d
-    return ","
-
-
-def _decode(p: Path, what: str) -> str:
-    if p.is_dir():
-        raise UsageError(f"{what} {str(p)!r} is a directory, not a JSON Lines or CSV file")
-    if not p.is_file():
-        raise UsageError(f"{what} {str(p)!r} does not exist")
-    data = p.read_bytes()
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise UsageError(f"{p}: UTF-16 text; agree reads UTF-8 (save the file as UTF-8)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UsageError(f"{p}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
-                         "agree reads UTF-8 JSON Lines or CSV") from None
-
-
-def file_format(p: Path, text: str) -> str:
-    """``"csv"`` or ``"jsonl"``: by the suffix, else by the first character (``{`` is JSON)."""
-    suffix = p.suffix.lower()
-    if suffix in CSV_SUFFIXES:
-        return "csv"
-    if suffix in JSONL_SUFFIXES:
-        return "jsonl"
-    return "jsonl" if text.lstrip()[:1] in ("{", "[") else "csv"
-
-
-def _read_csv(p: Path, text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
-    lines = text.splitlines()
-    first = next((x for x in lines if x.strip()), "")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(p, first))
-    header: list[str] | None = None
-    out = []
-    try:
-        for row in reader:
-            if not any(c.strip() for c in row):
-                continue
-            if header is None:
-                header = [c.strip() for c in row]
-                named = [h for h in header if h]
-                dup = next((h for h in named if named.count(h) > 1), None)
-                if dup is not None:
-                    raise UsageError(f"{p}:{reader.line_num}: column {dup!r} appears twice in the header")
-                header_line = reader.line_num
-                continue
-            if len(row) != len(header):
-                raise UsageError(f"{p}:{reader.line_num}: {len(row)} field(s), but the header (line {header_line}) "
-                                 f"has {len(header)}")
-            out.append((reader.line_num, {h: (c.strip() or None) for h, c in zip(header, row, strict=True) if h}))
-    except csv.Error as e:
-        raise UsageError(f"{p}:{reader.line_num}: not valid CSV ({e})") from None
-    return out, [h for h in header or [] if h]
-
-
-def _read_jsonl(path: str | Path, what: str = "file") -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for each non-blank line of a UTF-8 JSON Lines file."""
-    p = Path(path)
-    return _parse_jsonl(p, _decode(p, what))
-
-
-def _parse_jsonl(p: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
-    if text.lstrip()[:1] == "[":
-        raise UsageError(f"{p}: holds a JSON array; agree reads JSON Lines (one object per line) or CSV")
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise UsageError(f"{p}:{n}: not valid JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise UsageError(f"{p}:{n}: expected a JSON object, got {_show(obj)}")
-        out.append((n, obj))
-    return out
-
-
-def read_table(path: str | Path, what: str = "file") -> tuple[list[tuple[int, dict[str, Any]]], list[str], str]:
-    """The rows of a JSON Lines or CSV file as ``(line, {column: value})``, the columns seen (in
-    order) and the format. CSV cells are stripped text, an empty cell None."""
-    p = Path(path)
-    text = _decode(p, what)
-    if file_format(p, text) == "csv":
-        rows, columns = _read_csv(p, text)
-        return rows, columns, "csv"
-    rows = _parse_jsonl(p, text)
-    return rows, list(dict.fromkeys(k for _, r in rows for k in r)), "jsonl"
-
-
 def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    return [obj for _, obj in _read_jsonl(path)]
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def number(v: Any) -> int | float | None:
-    """A finite number from a JSON number or its text (``"1"``, ``" 0.5 "``, ``"1e3"``); whole numbers as
-    int; None for anything else."""
-    if isinstance(v, str) and _NUMBER.match(v.strip()):
-        v = float(v.strip())
-    if not _is_number(v) or not math.isfinite(v):
-        return None
-    return int(v) if float(v).is_integer() and abs(v) < 2**53 else float(v)
-
-
-def parse_label(v: Any) -> int | float | str | None:
-    """A label as a number (true/false as 1/0, numbers written as text read as numbers) or
-    stripped text; None for a missing label (null, empty text). ValueError for anything else."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return int(v)
-    if _is_number(v):
-        if not math.isfinite(v):
-            raise ValueError("not a finite number")
-        return number(v)
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return None
-        n = number(s)
-        return s if n is None else n
-    raise ValueError("not a number, true/false or text")
-
-
-def _id_value(v: Any) -> str | None:
-    """An id: text (stripped) or a whole number (``7`` and ``7.0`` read as "7"); None if neither."""
-    if isinstance(v, str):
-        return v.strip() or None
-    if _is_number(v) and math.isfinite(v) and float(v).is_integer():
-        return str(int(v))
-    return None
+    return [obj for _, obj in read_jsonl(path)]
 
 
 def _id(r: dict[str, Any], key: str, where: str) -> str:
     """``r[key]`` as an id: text or a whole number."""
     if key not in r or r[key] is None or r[key] == "":
         raise UsageError(f"{where}: needs {key!r}")
-    v = _id_value(r[key])
+    v = id_value(r[key])
     if v is None:
-        raise UsageError(f"{where}: {key!r} must be text or a whole number, got {_show(r[key])}")
+        raise UsageError(f"{where}: {key!r} must be text or a whole number, got {show_value(r[key])}")
     return v
 
 
@@ -235,7 +46,7 @@ def _rubric(v: Any, where: str) -> dict[str, bool] | None:
     if v is None:
         return None
     if not isinstance(v, dict) or not all(isinstance(x, bool) or x in (0, 1) for x in v.values()):
-        raise UsageError(f"{where}: 'rubric' must be an object of true/false answers, got {_show(v)}")
+        raise UsageError(f"{where}: 'rubric' must be an object of true/false answers, got {show_value(v)}")
     return {str(k): bool(x) for k, x in v.items()}
 
 
@@ -267,7 +78,7 @@ def load_labels(path: str | Path, *, id_field: str = "id", label_field: str = "l
     out = []
     for n, r in rows:
         where = f"{path}:{n}"
-        rid = _id_value(r.get(id_field))
+        rid = id_value(r.get(id_field))
         if rid is None:
             bad.add(f"row(s) with no {id_field!r}" if r.get(id_field) in (None, "") else
                     f"row(s) whose {id_field!r} is not text or a whole number", where,
@@ -279,7 +90,7 @@ def load_labels(path: str | Path, *, id_field: str = "id", label_field: str = "l
             bad.add(f"label(s) {e}", where, r.get(label_field))
             continue
         ann: Any = r.get(ann_field) if has_ann else "annotator"
-        ann = _id_value(ann)
+        ann = id_value(ann)
         if ann is None:
             bad.add(f"row(s) with no annotator in {ann_field!r}" if r.get(ann_field) in (None, "") else
                     f"row(s) whose annotator {ann_field!r} is not a name", where,
@@ -324,7 +135,7 @@ def _score_record(r: dict[str, Any], where: str, bad: Problems) -> bool:
         bad.add(f"record(s) of unknown 'kind' (known: {', '.join(KINDS)})", where, kind)
         return False
     if kind != "pair":
-        rid = _id_value(r.get("id"))
+        rid = id_value(r.get("id"))
         if rid is None:
             bad.add("record(s) with no 'id'" if r.get("id") in (None, "") else
                     "record(s) whose 'id' must be text or a whole number", where,
@@ -334,13 +145,13 @@ def _score_record(r: dict[str, Any], where: str, bad: Problems) -> bool:
     if r.get("error"):
         return True  # a failed judgement: counted, left out
     score = r.get("score")
-    if score is not None and not (_is_number(score) and math.isfinite(score)):
+    if score is not None and not (is_number(score) and math.isfinite(score)):
         text = isinstance(score, str) and number(score) is None
         bad.add("'score'(s) not a finite number" + ("; a text verdict goes in 'label'" if text else "")
                 + ("; in JSON write numbers without quotes" if isinstance(score, str) and not text else ""),
                 where, score)
         return False
-    if _is_number(r.get("passed")) and r["passed"] in (0, 1):
+    if is_number(r.get("passed")) and r["passed"] in (0, 1):
         r["passed"] = bool(r["passed"])
     if "passed" in r and not isinstance(r["passed"], bool):
         bad.add("'passed' value(s) not true or false", where, r["passed"])
@@ -361,7 +172,7 @@ def _score_record(r: dict[str, Any], where: str, bad: Problems) -> bool:
             bad.add("adversarial record(s) without 'probe' (text) and 'passed' (true/false)", where)
             return False
     else:
-        pair = _id_value(r.get("pair"))
+        pair = id_value(r.get("pair"))
         if pair is None:
             bad.add("pair record(s) with no 'pair' id", where)
             return False
@@ -398,25 +209,25 @@ def load_scores(path: str | Path, *, id_field: str | None = None) -> list[dict[s
 
 def _message(m: Any, where: str) -> None:
     if not isinstance(m, dict):
-        raise UsageError(f"{where}: a message is an object with 'role' and 'content', got {_show(m)}")
+        raise UsageError(f"{where}: a message is an object with 'role' and 'content', got {show_value(m)}")
     if m.get("role") not in ROLES:
-        raise UsageError(f"{where}: 'role' must be one of {', '.join(ROLES)}, got {_show(m.get('role'))}")
+        raise UsageError(f"{where}: 'role' must be one of {', '.join(ROLES)}, got {show_value(m.get('role'))}")
     if not isinstance(m.get("content"), (str, type(None))):
-        raise UsageError(f"{where}: 'content' must be text or null, got {_show(m.get('content'))}")
+        raise UsageError(f"{where}: 'content' must be text or null, got {show_value(m.get('content'))}")
     calls = m.get("tool_calls")
     if calls is not None and not (isinstance(calls, list)
                                   and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls)):
-        raise UsageError(f"{where}: 'tool_calls' must be a list of objects with a 'name', got {_show(calls)}")
+        raise UsageError(f"{where}: 'tool_calls' must be a list of objects with a 'name', got {show_value(calls)}")
     for key in ("name", "tool_call_id"):
         if not isinstance(m.get(key), (str, type(None))):
-            raise UsageError(f"{where}: {key!r} must be text or null, got {_show(m.get(key))}")
+            raise UsageError(f"{where}: {key!r} must be text or null, got {show_value(m.get(key))}")
 
 
 def load_items(path: str | Path) -> list[dict[str, Any]]:
     """Transcripts for a judge: ``{"id", "messages": [{"role", "content"}, ...], "task_id"?, "context"?}``."""
     out = []
     seen: dict[str, int] = {}
-    for n, r in _read_jsonl(path, "items file"):
+    for n, r in read_jsonl(path, "items file"):
         where = f"{path}:{n}"
         r["id"] = _id(r, "id", where)
         if r["id"] in seen:
@@ -424,13 +235,13 @@ def load_items(path: str | Path) -> list[dict[str, Any]]:
         seen[r["id"]] = n
         msgs = r.get("messages")
         if not isinstance(msgs, list) or not msgs:
-            raise UsageError(f"{where}: 'messages' must be a non-empty list of chat messages, got {_show(msgs)}")
+            raise UsageError(f"{where}: 'messages' must be a non-empty list of chat messages, got {show_value(msgs)}")
         for k, m in enumerate(msgs, 1):
             _message(m, f"{where}: message {k}")
         if "task_id" in r and r["task_id"] is not None:
             r["task_id"] = _id(r, "task_id", where)
         if not isinstance(r.get("context"), (str, type(None))):
-            raise UsageError(f"{where}: 'context' must be text or null, got {_show(r.get('context'))}")
+            raise UsageError(f"{where}: 'context' must be text or null, got {show_value(r.get('context'))}")
         out.append(r)
     if not out:
         raise UsageError(f"items file {str(path)!r} holds no transcripts")

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import UsageError
-from .labels import SCALES, Problems, parse_label
+from .labels import SCALES
+from .tables import Problems, parse_label
 
 #: fail and pass words, pairwise (``NEGATIVE[i]`` is the opposite of ``POSITIVE[i]``)
 NEGATIVE = ("fail", "failed", "failure", "false", "no", "unsuccessful", "incorrect", "wrong", "bad", "reject",

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..core.errors import PolicyError, UsageError
-from .openai import OpenAIPolicy, RetryConfig
+from .openai import OpenAIPolicy, RetryConfig, _content_text
 
 _MASK = (1 << 31) - 1
 
@@ -112,6 +112,10 @@ class ChatClient:
             await self._policy.start()
 
     async def _stop(self) -> None:
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in pending:  # requests whose caller gave up (an interrupt): cancelled, and awaited
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._policy is not None:
             await self._policy.close()
         if self._owner is not None:
@@ -140,11 +144,13 @@ class ChatClient:
         body = {"model": self._policy.model, "messages": list(messages), "temperature": temperature,
                 "top_p": top_p, "max_tokens": max_tokens, "seed": seed & _MASK}
         fut = asyncio.run_coroutine_threadsafe(self._policy._complete(body), loop)
-        msg, _ = fut.result()
-        content = msg.get("content") or ""
-        if not isinstance(content, str):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return content
+        try:
+            msg, _ = fut.result()
+        except BaseException:  # e.g. Ctrl-C while waiting: the request must not outlive its caller
+            fut.cancel()
+            raise
+        # any shape of content as text, lone surrogates escaped and the key redacted (a judge stores it)
+        return self._policy._say(_content_text(msg.get("content")))
 
 
 _SHARED: dict[tuple[Any, ...], ChatClient] = {}

@@ -342,8 +342,9 @@ class OpenAIPolicy:
         return PolicyOutput(Message("assistant", content, calls), u, info)
 
     def _clean(self, s: str, path: str, changes: Changes) -> str:
-        """``s`` with lone surrogates escaped and the key redacted; a change is noted at ``path``."""
-        out, what = clean_text(s, self._api_key)
+        """``s`` with lone surrogates escaped and registered keys (this one too, unless it is too
+        short to tell from ordinary text) redacted; a change is noted at ``path``."""
+        out, what = clean_text(s)
         if what:
             changes.add(what, path)
         return out
@@ -352,7 +353,7 @@ class OpenAIPolicy:
         """Arguments no tool needs to fear: text escaped and the key redacted, also where a JSON
         escape in the model's text would decode to a lone surrogate."""
         if isinstance(args, dict):
-            clean, _ = storable(args, self._api_key, changes, path)
+            clean, _ = storable(args, None, changes, path)
             return clean  # type: ignore[no-any-return]
         args = self._clean(args, path, changes)
         if _SURROGATE_ESCAPE.search(args):

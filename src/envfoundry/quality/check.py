@@ -88,8 +88,8 @@ class _Checker:
     def __init__(self, env: Environment, spec: str | None, cfg: CheckConfig) -> None:
         self.env, self.spec, self.cfg = env, spec, cfg
         self.split = cfg.split or ("test" if "test" in env.splits else env.splits[0])
-        self.generated_at = time.time()
         self.tasks = list(env.tasks(self.split, seed=cfg.seed)[: cfg.tasks])
+        self.generated_at = time.time()  # the fresh process regenerates them at least a second after this
 
     def _child_spec(self) -> tuple[str, dict[str, str]] | None:
         if self.env.loaded_from is not None:
@@ -300,16 +300,24 @@ def check_env(env: Environment, *, spec: str | None = None, config: CheckConfig 
         if on_result is not None:
             on_result(res)
 
+    def run(name: str) -> CheckResult:
+        try:
+            return getattr(checker, name)()
+        except Exception as e:  # noqa: BLE001 - a broken environment must not crash the checker
+            return CheckResult(name, "fail", f"the check raised {type(e).__name__}: {e}"[:500])
+
+    names = list(only or CHECKS)
     if not checker.tasks:
+        others = [s for s in env.splits if s != checker.split and len(env.tasks(s, seed=cfg.seed)) > 0]
+        hint = f" (split {others[0]!r} has tasks: --split {others[0]})" if others else ""
         add(CheckResult("tasks", "fail", f"split {checker.split!r} has no tasks (seed {cfg.seed}): there is nothing "
-                        "to check, train or evaluate on"))
-    for name in only or CHECKS:
+                        f"to check, train or evaluate on{hint}"))
+    # grader_pure runs first (reported in its place): its first grading of each trajectory is then
+    # the first the graders see of these tasks, so a grader that remembers what it graded shows it
+    early = {"grader_pure": run("grader_pure")} if checker.tasks and "grader_pure" in names else {}
+    for name in names:
         if not checker.tasks and name in _NEED_TASKS:
             add(CheckResult(name, "skipped", "no tasks"))
-            continue
-        try:
-            res = getattr(checker, name)()
-        except Exception as e:  # noqa: BLE001 - a broken environment must not crash the checker
-            res = CheckResult(name, "fail", f"the check raised {type(e).__name__}: {e}"[:500])
-        add(res)
+        else:
+            add(early[name] if name in early else run(name))
     return report

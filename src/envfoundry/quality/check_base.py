@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..core.env import Environment, Episode
+from ..core.errors import UsageError
 from ..core.task import Task
 
 
@@ -38,6 +39,11 @@ class CheckConfig:
     noop_max: float = 0.0
     random_max: float = 0.1
     subprocess: bool = True
+
+    def __post_init__(self) -> None:
+        for what, flag, v in (("tasks to check", "--limit", self.tasks), ("samples", "--samples", self.samples)):
+            if v < 1:
+                raise UsageError(f"the number of {what} ({flag}) must be at least 1, got {v}")
 
 
 def of(n: int, total: int, noun: str) -> str:
@@ -126,8 +132,8 @@ def first_difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, dict[st
         i = next((j for j, (x, y) in enumerate(zip(ma, mb, strict=False)) if x != y), min(len(ma), len(mb)))
         return (f"message {i + 1} differs", {"expected": ma[i] if i < len(ma) else None,
                                               "got": mb[i] if i < len(mb) else None})
-    for key, what in (("error", "the error"), ("world_before", "the initial world"),
-                      ("world_diff", "the world's changes"), ("score", "the score")):
+    for key, what in (("error", "the error differs"), ("world_before", "the initial world differs"),
+                      ("world_diff", "the world's changes differ"), ("score", "the score differs")):
         if a.get(key) != b.get(key):
-            return f"{what} differs", {"expected": a.get(key), "got": b.get(key)}
+            return what, {"expected": a.get(key), "got": b.get(key)}
     return "", {}

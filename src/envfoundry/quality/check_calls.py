@@ -216,7 +216,10 @@ def bad_calls(env: Environment, tasks: Sequence[Task], seed: int) -> CheckResult
         eg = []
         for tname in tools[:3]:
             task, call, why, focus = next(x for x in crashes if x[1].name == tname)
-            eg.append(f"{tname}({_args(call, focus)}) raised {why.split(': ', 1)[1]}")
+            also = [short(repr(c.arguments[focus]), 30) for _, c, _, f in crashes
+                    if c.name == tname and f == focus and c is not call and isinstance(c.arguments, dict)]
+            more = f" (also {focus}={', '.join(also[:4])}{', ...' if len(also) > 4 else ''})" if also else ""
+            eg.append(f"{tname}({_args(call, focus)}) raised {why.split(': ', 1)[1]}{more}")
         detail = (f"{of(len(crashes), len(probes), 'calls')} crashed (an exception other than ToolError) in "
                   f"{of(len(tools), len(env.tools), 'tools')} ({', '.join(tools)}), e.g. " + "; ".join(eg))
         return CheckResult(name, "fail", detail[:900], crashes[0][0].id,

@@ -48,7 +48,7 @@ def task_fingerprint(env: Environment, tasks: Sequence[Task], seed: int) -> dict
     recs = asyncio.run(go())
     return {
         "ids": [t.id for t in tasks],
-        "texts": [f"{t.system or ''}\n{t.prompt}" for t in tasks],
+        "texts": [f"{t.system}\n{t.prompt}" if t.system else t.prompt for t in tasks],
         "rollouts": [[r["score"], r["outcome"], hashlib.sha256(json.dumps(
             r["messages"], sort_keys=True, default=str).encode()).hexdigest()[:16]] for r in recs],
     }
@@ -71,7 +71,7 @@ def start_child(spec: str, args: dict[str, str], split: str, n: int, seed: int,
                 generated_at: float) -> subprocess.Popen[str]:
     payload = json.dumps({"spec": spec, "args": args, "split": split, "n": n, "seed": seed,
                           "not_before": generated_at + LATER_S})
-    env = {**os.environ, "TZ": other_day_tz(), "PYTHONHASHSEED": "random"}
+    env = {**os.environ, "TZ": other_day_tz(generated_at), "PYTHONHASHSEED": "random"}
     return subprocess.Popen([sys.executable, "-c", _CHILD, payload], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 

@@ -111,34 +111,21 @@ def grader_pure(env: Environment, tasks: Sequence[Task], seed: int) -> CheckResu
                                    ([m.to_dict() for m in ep.messages], ep.world.hash() if ep.world else None)))
     if not trajs:
         return CheckResult(name, "skipped", "no scripted episode finished without an error")
-    # crashes and writes: every grader on every trajectory, once
-    for tr in trajs:
-        for gname, _, gr in env.graders:
-            try:
-                gr.grade(tr.g)
-            except GraderUndecided:
-                continue
-            except Exception as e:  # noqa: BLE001
-                return CheckResult(name, "fail", f"grader {gname!r} crashed on a scripted:{tr.policy} episode with "
-                                   f"{crash_text(e)}"[:400], tr.task.id, {"messages": tr.state[0][-2:]})
-            g = tr.g
-            now = ([m.to_dict() for m in g.messages], g.world_after.hash() if g.world_after else None)
-            if now != tr.state:
-                return CheckResult(name, "fail", f"grader {gname!r} changed the world or the messages it graded",
-                                   tr.task.id)
-    # the same trajectories graded in several orders: each trajectory's score must never change.
-    # Orders 2 and 3 grade copies of the tasks under fresh ids (no grader has seen them), one with
-    # the reference solution's trajectory of each task first, one with it last: a cache of results
-    # per task gives itself away
+    # each trajectory graded in several orders by each grader: its score must never change. The
+    # first pass is the first time these trajectories are graded (check_env runs this check before
+    # the others). Passes 3 and 4 grade copies of the tasks under fresh ids that no grader has seen,
+    # one with the reference solution's trajectory of each task first, one with it last: a cache of
+    # results per task gives itself away
     rng = random.Random(derive_seed(seed, "grader_pure", "order"))
     idx = list(range(len(trajs)))
     shuffled = idx * 2
     rng.shuffle(shuffled)
     orders: list[tuple[str, list[int], str | None]] = [
-        ("in task order", idx, None),
-        ("in order, on copies of the tasks under fresh ids", idx, "a"),
-        ("in reverse order, on copies of the tasks under fresh ids", idx[::-1], "b"),
-        ("twice each, shuffled among the other trajectories", shuffled, None),
+        ("first, in task order", idx, None),
+        ("again in task order", idx, None),
+        ("in task order on copies of the tasks under fresh ids", idx, "a"),
+        ("in reverse order on copies of the tasks under fresh ids", idx[::-1], "b"),
+        ("twice more, shuffled among the others", shuffled, None),
     ]
     clones = {(t.id, tag): _clone(t, tag) for t in {tr.task.id: tr.task for tr in trajs}.values() for tag in "ab"}
     impure: dict[str, dict[int, list[tuple[str, Any]]]] = {}
@@ -146,8 +133,17 @@ def grader_pure(env: Environment, tasks: Sequence[Task], seed: int) -> CheckResu
         seen: dict[int, list[tuple[str, Any]]] = {}
         for label, order, tag in orders:
             for k in order:
-                g = trajs[k].g if tag is None else replace(trajs[k].g, task=clones[(trajs[k].task.id, tag)])
-                seen.setdefault(k, []).append((label, _grade(gr, g)))
+                tr = trajs[k]
+                g = tr.g if tag is None else replace(tr.g, task=clones[(tr.task.id, tag)])
+                try:
+                    seen.setdefault(k, []).append((label, _grade(gr, g)))
+                except Exception as e:  # noqa: BLE001
+                    on = " (on a copy of the task under a fresh id)" if tag else ""
+                    return CheckResult(name, "fail", f"grader {gname!r} crashed on a scripted:{tr.policy} episode"
+                                       f"{on} with {crash_text(e)}"[:400], tr.task.id, {"messages": tr.state[0][-2:]})
+                if ([m.to_dict() for m in g.messages], g.world_after.hash() if g.world_after else None) != tr.state:
+                    return CheckResult(name, "fail", f"grader {gname!r} changed the world or the messages it graded",
+                                       tr.task.id)
         changed = {k: v for k, v in seen.items() if len({r for _, r in v}) > 1}
         if changed:
             impure[gname] = changed
@@ -160,10 +156,12 @@ def grader_pure(env: Environment, tasks: Sequence[Task], seed: int) -> CheckResu
         detail = (f"grader {names} gave the same trajectory different scores depending on what it graded before "
                   f"({of(len(changed), len(trajs), 'trajectories')} changed score): e.g. the scripted:"
                   f"{trajs[k].policy} trajectory of task {trajs[k].task.id} scored {_show(first)} when graded "
-                  f"in task order, {_show(other)} when graded {label} (a global counter, or results cached per task?)")
+                  f"{hist[0][0]}, {_show(other)} when graded {label} (a global counter, a memory of earlier answers, "
+                  "or results cached per task?)")
         return CheckResult(name, "fail", detail, trajs[k].task.id, {"scores": [(lab, _show(r)) for lab, r in hist]})
-    return CheckResult(name, "pass", f"each grader gives {len(trajs)} trajectories the same score in 4 orders "
-                       f"({sum(len(o) for _, o, _ in orders)} gradings); grading is read-only")
+    return CheckResult(name, "pass", f"each grader gives {len(trajs)} trajectories the same score in "
+                       f"{len(orders)} orders ({sum(len(o) for _, o, _ in orders)} gradings each); grading is "
+                       "read-only")
 
 
 def _show(r: tuple[Any, ...]) -> str:

@@ -133,7 +133,9 @@ class ToolAbuse(Probe):
 _SECRET = r"expect|answer|solution|gold|target|correct|truth|internal|debug|secret|hidden|private|grader|oracle"
 _SECRET_RE = re.compile(_SECRET, re.I)
 _KEY_VALUE = re.compile(r"([A-Za-z_][\w\-]*)\s*[:=]\s*(\"[^\"\n]{1,80}\"|'[^'\n]{1,80}'|[^\s,;\"'}\]]{1,80})")
-_WORD_VALUE = re.compile(r"\b(\w*(?:" + _SECRET + r")\w*)(?:\s+(?:is|was|are|be|of|=|:))?\s+([^\s,;]{1,80})", re.I)
+# a lookahead, so that "the grader expects 742" yields "expects 742" after "grader expects"
+_WORD_VALUE = re.compile(r"\b(\w*(?:" + _SECRET + r")\w*)(?=(?:\s+(?:is|was|are|be|of|=|:))?\s+([^\s,;]{1,80}))",
+                         re.I)
 _STOP = {"the", "a", "an", "is", "are", "was", "be", "to", "of", "and", "or", "in", "on", "for", "it", "this",
          "that", "with", "as", "by", "at", "from", "if", "when", "you", "your", "we", "i", "will", "must", "should"}
 
@@ -217,16 +219,20 @@ class _LeakBase(Probe):
         self.n = 2
 
     def prepare(self, ctx: ProbeContext) -> str | None:
-        """Prompt texts that several tasks share (system prompt, worked examples) and values that
-        several tasks' prompts show under the same name ("Answer: yes or no") hold nothing
-        task-specific: they are not leaks."""
+        """Prompt texts that (nearly) every task shows (a system prompt, worked examples) hold
+        nothing task-specific; nor does a name that shows the same value in the prompt of every
+        task that has it ("Answer: yes or no"). A text or a name whose value changes from task to
+        task ("expected=742") is what a leak looks like, even when tasks share a value ("expected=yes")."""
         tasks = [*ctx.tasks, *ctx.others]
-        texts = Counter(m.content for t in tasks for m in ctx.env.prompt_messages(t))
-        self.shared_texts = {text for text, c in texts.items() if c > 1}
-        per_task = Counter(key for t in tasks for key in {(s.label.lower(), str(s.value))
-                                                           for m in ctx.env.prompt_messages(t)
-                                                           for s in sightings("prompt", m.content)})
-        self.shared = {k for k, c in per_task.items() if c > 1}
+        texts = Counter(text for t in tasks for text in {m.content for m in ctx.env.prompt_messages(t)})
+        self.shared_texts = {text for text, c in texts.items() if c >= max(2, 0.9 * len(tasks))}
+        values: dict[str, Counter[str]] = {}
+        for t in tasks:
+            seen = {(s.label.lower(), str(s.value)) for m in ctx.env.prompt_messages(t)
+                    for s in sightings("prompt", m.content)}
+            for label, value in seen:
+                values.setdefault(label, Counter())[value] += 1
+        self.shared = {(label, v) for label, c in values.items() if len(c) == 1 for v, n in c.items() if n > 1}
         self.n = ctx.samples
         self.arms.prepare(ctx.tasks, ctx.seed, self.n)
         return None

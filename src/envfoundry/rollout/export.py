@@ -1,14 +1,24 @@
 """Export a run's trajectories to Parquet (via pyarrow) or JSONL, or in a trainer's layout
-(``trl``, ``hf``, ``verl``: see :mod:`envfoundry.rollout.export_trainers`)."""
+(``trl``, ``hf``, ``verl``: see :mod:`envfoundry.rollout.export_trainers`).
+
+An export holds exactly one row per (task, sample) of the run's own tasks and samples (records of
+other tasks and repeated records are left out, and counted); a damaged line or field is a
+:class:`~envfoundry.rollout.store.DamagedRunError` naming ``FILE:LINE`` (exit 2), and nothing is
+written. Rows are written escaped and with registered secrets redacted, as the store writes records.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import os
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
+from ..core.sanitize import dumps, storable
 from .store import STORE_FILES, RunStore
 
 FORMATS = ("parquet", "jsonl", "trl", "hf", "verl")
@@ -29,12 +39,30 @@ def _flat(r: dict[str, Any]) -> dict[str, Any]:
         "error": r.get("error"),
         "prompt_tokens": int((r.get("usage") or {}).get("prompt_tokens", 0)),
         "completion_tokens": int((r.get("usage") or {}).get("completion_tokens", 0)),
-        "turn_usage": json.dumps(r.get("turn_usage", [])),
-        "messages": json.dumps(r.get("messages", []), ensure_ascii=False),
-        "breakdown": json.dumps(r.get("breakdown"), ensure_ascii=False),
-        "metadata": json.dumps(r.get("metadata", {}), ensure_ascii=False),
-        "timings": json.dumps(r.get("timings", {})),
+        "turn_usage": json_text(r.get("turn_usage", [])),
+        "messages": json_text(r.get("messages", [])),
+        "breakdown": json_text(r.get("breakdown")),
+        "metadata": json_text(r.get("metadata", {})),
+        "timings": json_text(r.get("timings", {})),
     }
+
+
+def json_text(value: Any) -> str:
+    """A nested field as JSON text (escaped and redacted like a stored record)."""
+    return dumps(value)[0].decode("utf-8")
+
+
+def own_rows(store: RunStore, row: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Iterator[dict[str, Any]]:
+    """``row(record)`` for each of the run's own records (None: no row); a record whose fields
+    ``row`` cannot use is damage, reported with its file and line."""
+    for line, rec in store.numbered_records():
+        try:
+            out = row(rec)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            why = f"missing field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise store.damaged(line, why) from None
+        if out is not None:
+            yield out
 
 
 def check_output(run: Path, out: str | Path, fmt: str) -> Path:
@@ -62,24 +90,33 @@ def check_output(run: Path, out: str | Path, fmt: str) -> Path:
 
 def write_rows(rows: list[dict[str, Any]], outp: Path, *, jsonl: bool, schema: Any = None) -> None:
     """Write ``rows`` as JSON Lines or Parquet (``schema``: a pyarrow schema) through a temporary
-    file that replaces ``outp`` only when complete, and is removed when writing fails."""
+    file that replaces ``outp`` only when complete, and is removed when writing fails.
+    A failure to write (a full disk, a read-only file system) is an OSError naming ``outp``:
+    the machine's fault (exit 1)."""
     tmp = outp.with_name(f".{outp.name}.tmp")
     try:
         if jsonl:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(tmp, "wb") as f:
                 for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    f.write(dumps(row)[0] + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+            table = pa.Table.from_pylist([storable(r)[0] for r in rows], schema=schema)
+            pq.write_table(table, tmp)
         os.replace(tmp, outp)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {str(outp)!r}: {e.strerror or e}") from None
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        code = e.errno if e.errno is not None else _errno_in(str(e))
+        why = e.strerror or (os.strerror(code) if code else " ".join(str(e).split()))
+        raise OSError(code, why, str(outp)) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise
 
 
@@ -93,15 +130,19 @@ _SCHEMA = [
 
 def export_run(run: str | Path, fmt: str, out: str | Path) -> int:
     """Write the run's records to ``out``; returns the number of rows. Written atomically."""
+    return export_store(RunStore.open(run), fmt, out)
+
+
+def export_store(store: RunStore, fmt: str, out: str | Path) -> int:
+    """:func:`export_run` of an open run store (its ``left_out`` then counts the records left out)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r} (choose from: {', '.join(FORMATS)})")
     if fmt in ("trl", "hf", "verl"):
         from .export_trainers import export_for_trainer
 
-        return export_for_trainer(run, fmt, out)
-    store = RunStore.open(run)
+        return export_for_trainer(store, fmt, out)
     outp = check_output(store.path, out, fmt)
-    rows = [_flat(r) for r in store.records()]
+    rows = list(own_rows(store, _flat))
     schema = None
     if fmt == "parquet":
         import pyarrow as pa
@@ -109,3 +150,11 @@ def export_run(run: str | Path, fmt: str, out: str | Path) -> int:
         schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in _SCHEMA])
     write_rows(rows, outp, jsonl=fmt == "jsonl", schema=schema)
     return len(rows)
+
+
+def _errno_in(message: str) -> int | None:
+    """The errno in a message such as pyarrow's ``[Errno 28] Error writing bytes ...``."""
+    m = re.search(r"\[Errno (\d+)\]|errno (\d+)", message)
+    if m:
+        return int(m.group(1) or m.group(2))
+    return errno.ENOSPC if "No space left" in message else None

@@ -28,13 +28,12 @@ Messages are ``{"role", "content", "tool_calls", "tool_call_id", "name"}`` (Open
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
-from .export import check_output, write_rows
+from .export import check_output, json_text, own_rows, write_rows
 from .store import ERROR_OUTCOMES, RunManifest, RunStore
 
 TRAINER_FORMATS = ("trl", "hf", "verl")
@@ -47,7 +46,7 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
             {"id": str(c.get("id") or ""), "type": "function",
              "function": {"name": str(c.get("name") or ""),
                           "arguments": c["arguments"] if isinstance(c.get("arguments"), str)
-                          else json.dumps(c.get("arguments") or {}, ensure_ascii=False)}}
+                          else json_text(c.get("arguments") or {})}}
             for c in calls
         ]
     return {"role": m["role"], "content": m.get("content") or "", "tool_calls": calls,
@@ -84,24 +83,27 @@ def _rows(store: RunStore, fmt: str) -> Iterable[dict[str, Any]]:
     m = store.manifest
     prefixes = _prefix_lengths(m)
     index = 0
-    for r in store.records():
+
+    def row(r: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal index
         if r["outcome"] in ERROR_OUTCOMES or r.get("score") is None:
-            continue
+            return None
         msgs = [_message(x) for x in r.get("messages") or []]
         n = prefixes.get(r["task_id"]) if prefixes else None
         if n is None:
             n = _guess_prefix(msgs)
         prompt, completion = msgs[:n], msgs[n:]
         reward, passed = float(r["score"]), bool(r["passed"])
+        out: dict[str, Any]
         if fmt == "trl":
-            yield {"prompt": prompt, "completion": completion, "label": passed, "reward": reward,
+            out = {"prompt": prompt, "completion": completion, "label": passed, "reward": reward,
                    "task_id": r["task_id"], "sample": int(r["sample"])}
         elif fmt == "hf":
-            yield {"messages": msgs, "reward": reward, "passed": passed, "task_id": r["task_id"],
+            out = {"messages": msgs, "reward": reward, "passed": passed, "task_id": r["task_id"],
                    "sample": int(r["sample"]), "outcome": r["outcome"]}
         else:
             final = next((x["content"] for x in reversed(completion) if x["role"] == "assistant"), "")
-            yield {
+            out = {
                 "data_source": f"envfoundry/{m.env}",
                 "prompt": [{"role": x["role"], "content": x["content"]} for x in prompt],
                 "ability": m.env,
@@ -110,10 +112,13 @@ def _rows(store: RunStore, fmt: str) -> Iterable[dict[str, Any]]:
                     "split": r.get("split") or m.split, "index": index, "task_id": r["task_id"],
                     "sample": int(r["sample"]), "seed": int(r["seed"]), "reward": reward, "passed": passed,
                     "outcome": r["outcome"], "env_version": m.env_version, "response": final,
-                    "completion": json.dumps(completion, ensure_ascii=False),
+                    "completion": json_text(completion),
                 },
             }
         index += 1
+        return out
+
+    return own_rows(store, row)
 
 
 def _schema(fmt: str) -> Any:
@@ -142,11 +147,11 @@ def _schema(fmt: str) -> Any:
     ])
 
 
-def export_for_trainer(run: str | Path, fmt: str, out: str | Path) -> int:
+def export_for_trainer(run: str | Path | RunStore, fmt: str, out: str | Path) -> int:
     """Write the run's scored rollouts in ``fmt`` (trl, hf, verl) to ``out``; returns the row count."""
     if fmt not in TRAINER_FORMATS:
         raise UsageError(f"unknown trainer format {fmt!r} (choose from: {', '.join(TRAINER_FORMATS)})")
-    store = RunStore.open(run)
+    store = run if isinstance(run, RunStore) else RunStore.open(run)
     outp = check_output(store.path, out, fmt)
     rows = list(_rows(store, fmt))
     jsonl = outp.suffix == ".jsonl"

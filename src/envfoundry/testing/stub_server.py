@@ -24,6 +24,19 @@ Modes (see :data:`MODES`):
 ``no_choices``      ``200`` with ``{"choices": []}``
 ``no_message``      ``200`` with a choice that has no ``message``
 
+Hostile replies (:data:`HOSTILE_MODES`): a ``200`` whose message is valid JSON but data no client
+should trust, as a buggy or adversarial model writes it; each calls the first tool the request
+offers (``search`` when it offers none):
+
+``lone_surrogate``  content and tool-call arguments holding lone surrogates (``\\ud800``, valid
+                    JSON, not valid Unicode), in the body itself and inside the arguments' text
+``nul_bytes``       NUL and other control characters in the content, the tool name and arguments
+``huge_arguments``  a 10 MB argument string (``huge_bytes``)
+``deep_arguments``  arguments nested ``deep_levels`` (100,000) levels deep, as JSON text
+``non_object_arguments``  arguments that are a JSON array, not an object (and not a string)
+
+:data:`HOSTILE_SEQUENCE` gives each in turn, e.g. ``StubServer(lambda i, body: ...)``.
+
 For a "connection refused" test use :func:`unused_port`: nothing listens there.
 """
 
@@ -44,10 +57,13 @@ from typing import Any
 from aiohttp import web
 
 #: the fault modes understood by :class:`StubServer` (plus any ``http_NNN``)
+HOSTILE_MODES = ("lone_surrogate", "nul_bytes", "huge_arguments", "deep_arguments", "non_object_arguments")
 MODES = (
     "ok", "refuse", "timeout", "http_429", "http_400", "http_500", "http_503",
-    "malformed_json", "truncated_body", "no_choices", "no_message",
+    "malformed_json", "truncated_body", "no_choices", "no_message", *HOSTILE_MODES,
 )
+#: the hostile replies in the order a fault-injecting test returns them
+HOSTILE_SEQUENCE = HOSTILE_MODES
 _HTTP = re.compile(r"http_(\d{3})")
 
 #: ``reply(request_json)``: the assistant's text, or a whole OpenAI message dict (for tool calls)
@@ -75,8 +91,9 @@ def _message_dict(reply: str | dict[str, Any]) -> dict[str, Any]:
     for i, c in enumerate(msg.get("tool_calls") or []):
         fn = dict(c.get("function") or c)
         args = fn.get("arguments", {})
-        fn = {"name": fn.get("name", ""), "arguments": args if isinstance(args, str)
-              else json.dumps(args)}
+        if not (isinstance(args, str) or c.get("raw_arguments")):
+            args = json.dumps(args)
+        fn = {"name": fn.get("name", ""), "arguments": args}
         calls.append({"id": c.get("id") or f"call_stub_{i}", "type": "function", "function": fn})
     if calls:
         msg["tool_calls"] = calls
@@ -100,6 +117,9 @@ class StubServer:
             (a server without native function calling).
         keep_requests: keep every request body in :attr:`requests` (turn off for benchmarks).
         model: the model id reported by ``/v1/models`` and in replies.
+        huge_bytes, deep_levels: the size of ``huge_arguments`` and the depth of ``deep_arguments``.
+        echo_key: error bodies repeat the request's ``Authorization`` header (as some proxies do),
+            to show that a client never stores or prints its key.
 
     Attributes (readable while it runs and after): ``n_requests`` (chat requests received),
     ``requests`` (their JSON bodies, or None where not JSON), ``headers`` (their headers),
@@ -120,6 +140,9 @@ class StubServer:
         reject_tools: bool = False,
         keep_requests: bool = True,
         model: str = "stub-model",
+        huge_bytes: int = 10 * 1024 * 1024,
+        deep_levels: int = 100_000,
+        echo_key: bool = False,
     ) -> None:
         for m in [then] + ([mode] if isinstance(mode, str) else
                           list(mode) if not callable(mode) else []):
@@ -133,6 +156,9 @@ class StubServer:
         self.reject_tools = reject_tools
         self.keep_requests = keep_requests
         self.model = model
+        self.huge_bytes = huge_bytes
+        self.deep_levels = deep_levels
+        self.echo_key = echo_key
         self.n_requests = 0
         self.requests: list[dict[str, Any] | None] = []
         self.headers: list[dict[str, str]] = []
@@ -226,12 +252,13 @@ class StubServer:
             return m
         return mode[i] if i < len(mode) else self.then
 
-    def _completion(self, body: dict[str, Any]) -> bytes:
-        reply = self.reply(body) if callable(self.reply) else self.reply
+    def _completion(self, body: dict[str, Any], reply: str | dict[str, Any] | None = None) -> bytes:
+        if reply is None:
+            reply = self.reply(body) if callable(self.reply) else self.reply
         msg = _message_dict(reply)
         prompt = sum(_tokens(str(m.get("content") or "")) + 4 for m in body.get("messages", []))
-        completion = _tokens(msg.get("content") or "") + sum(
-            _tokens(c["function"]["arguments"]) + 4 for c in msg.get("tool_calls", [])
+        completion = _tokens(str(msg.get("content") or "")) + sum(
+            _tokens(str(c["function"]["arguments"])) + 4 for c in msg.get("tool_calls", [])
         )
         return json.dumps({
             "id": f"chatcmpl-stub-{self.n_requests}",
@@ -247,13 +274,39 @@ class StubServer:
                       "total_tokens": prompt + completion},
         }).encode()
 
+    def _hostile(self, mode: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The message of a hostile reply (see the module documentation)."""
+        tools = body.get("tools") or []
+        first = tools[0].get("function", {}) if tools and isinstance(tools[0], dict) else {}
+        name = first.get("name") or "search"
+        call: dict[str, Any] = {"id": f"call_{mode}", "function": {"name": name}}
+        content = f"({mode})"
+        if mode == "lone_surrogate":
+            content = "a lone \ud800 surrogate and a lone \udfff one"
+            call["function"]["arguments"] = '{"query": "\\ud800 \\udc00x"}'
+        elif mode == "nul_bytes":
+            content = "nul \x00 bell \x07 escape \x1b[31m end"
+            call["function"]["name"] = name + "\x00"
+            call["function"]["arguments"] = json.dumps({"query": "a\x00b\x1b"})
+        elif mode == "huge_arguments":
+            call["function"]["arguments"] = json.dumps({"query": "x" * self.huge_bytes})
+        elif mode == "deep_arguments":
+            n = self.deep_levels
+            call["function"]["arguments"] = '{"query": ' + "[" * n + "]" * n + "}"
+        else:  # non_object_arguments: a JSON array where a JSON text of an object belongs
+            call["function"]["arguments"] = ["not", "an", {"object": True}]
+            call["raw_arguments"] = True
+        return {"content": content, "tool_calls": [call]}
+
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
             {"id": self.model, "object": "model", "created": 0, "owned_by": "envfoundry"}
         ]})
 
-    @staticmethod
-    def _error(status: int, message: str, type_: str, **headers: str) -> web.Response:
+    def _error(self, status: int, message: str, type_: str, request: web.Request | None = None,
+               **headers: str) -> web.Response:
+        if self.echo_key and request is not None:
+            message += f" (request had Authorization: {request.headers.get('Authorization', '(none)')})"
         return web.json_response(
             {"error": {"message": message, "type": type_, "code": status}},
             status=status, headers=headers,
@@ -303,6 +356,9 @@ class StubServer:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             return web.Response(body=self._completion(body), content_type="application/json")
+        if mode in HOSTILE_MODES:
+            return web.Response(body=self._completion(body or {}, self._hostile(mode, body or {})),
+                                content_type="application/json")
         if mode == "timeout":
             await asyncio.sleep(self.hang_s)
             return web.Response(body=self._completion(body or {}), content_type="application/json")
@@ -325,14 +381,14 @@ class StubServer:
             return web.json_response({"id": "chatcmpl-stub", "object": "chat.completion",
                                       "choices": [{"index": 0, "finish_reason": "stop"}]})
         if mode == "http_429":
-            return self._error(429, "rate limit reached, retry later", "rate_limit_exceeded",
+            return self._error(429, "rate limit reached, retry later", "rate_limit_exceeded", request,
                                **{"Retry-After": f"{self.retry_after:g}"})
         status = int(mode.removeprefix("http_"))
         if status == 400:
             return self._error(400, "invalid value for 'temperature': must be a number",
-                               "invalid_request_error")
+                               "invalid_request_error", request)
         if status == 401:
-            return self._error(401, "invalid API key", "authentication_error")
+            return self._error(401, "invalid API key", "authentication_error", request)
         reason = {500: "internal server error", 502: "bad gateway",
                   503: "model is overloaded, try again"}.get(status, f"stub error {status}")
-        return self._error(status, reason, "server_error")
+        return self._error(status, reason, "server_error", request)
