@@ -548,3 +548,14 @@ def test_ctrl_c_stops_a_local_judge_server(tmp_path):
         assert p.returncode == 130 and err.strip() == "interrupted", err
         time.sleep(0.5)
         assert servers() <= before
+
+
+def test_confusion_matrix_of_codes_in_a_given_order_equals_sklearn():
+    from envfoundry.grading import agreement as A
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 4, 300).astype(float), rng.integers(0, 5, 300).astype(float)
+    order = [3.0, 1.0, 0.0, 2.0, 7.0]  # 4 is left out, 7 never occurs
+    assert (A.confusion_matrix(a, b, order) == skm.confusion_matrix(a, b, labels=order)).all()
+    assert A.cohen_kappa(a, b, labels=order, weights="linear") == pytest.approx(
+        skm.cohen_kappa_score(a, b, labels=order, weights="linear"))

@@ -181,6 +181,24 @@ def test_no_probe_answers_with_a_hidden_value(tmp_path):
     assert all(r.passes == 0 for r in rep.probes)
 
 
+@pytest.mark.parametrize(
+    "text,found",
+    [
+        ("(debug) the grader expects 742", [("expects", "742")]),
+        ("You are a calculator. [internal] expected=742", [("expected", "742")]),
+        ('{"ticket_id": "T-1", "_internal": {"expected_refund": 26.0}}', [("_internal.expected_refund", 26.0)]),
+        ('{"order_id": "O-5", "status": "shipped", "target_temp": 21}', [("target_temp", 21)]),
+        ("Close it with resolution: refunded or denied.", []),  # "resolution" is not "solution" (support's policy)
+        ("Which of these is the correct answer? Answer with the word only.", []),
+        ('{"order_id": "O-5", "status": "shipped", "items": 2}', []),
+    ],
+)
+def test_leak_probes_look_only_at_values_under_a_private_sounding_name(text, found):
+    from envfoundry.quality.probes_tools import sightings
+
+    assert [(s.label, s.value) for s in sightings("x", text)] == found
+
+
 def test_probe_modules_do_not_touch_the_reference_or_task_data():
     root = Path(__file__).resolve().parent.parent / "src" / "envfoundry" / "quality"
     banned = {"reference_action", "record_reference", "record_references", "reference_answers", "has_reference",

@@ -43,7 +43,7 @@ def prepare_out(out: Path, *, command: str, resume: bool, force: bool, spec: str
     if resume or not out.exists():
         return
     if not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
+        raise UsageError(f"--out {str(out)!r} exists and is not a directory")
     if not any(out.iterdir()):
         return
     if not force:

@@ -130,8 +130,19 @@ class ToolAbuse(Probe):
 
 
 # ------------------------------------------------------------------ leaks
-_SECRET = r"expect|answer|solution|gold|target|correct|truth|internal|debug|secret|hidden|private|grader|oracle"
-_SECRET_RE = re.compile(_SECRET, re.I)
+#: the start of a word in a name that no agent should be shown the value of (``expected_refund``,
+#: ``_internal.note``, ``goldAnswer``, "the grader expects"); "resolution" or "incorrect" are not
+_SECRET_WORDS = ("expect", "answer", "solution", "gold", "target", "correct", "truth", "internal", "debug", "secret",
+                 "hidden", "private", "grader", "oracle")
+_SECRET = "|".join(_SECRET_WORDS)
+
+
+def secret_name(name: str) -> bool:
+    """Whether a field name or a word says its value is private: one of its words (split at
+    non-letters and camelCase) starts with a word of :data:`_SECRET_WORDS`."""
+    words = re.split(r"[^A-Za-z]+|(?<=[a-z])(?=[A-Z])", name)
+    return any(w.lower().startswith(_SECRET_WORDS) for w in words)
+
 _KEY_VALUE = re.compile(r"([A-Za-z_][\w\-]*)\s*[:=]\s*(\"[^\"\n]{1,80}\"|'[^'\n]{1,80}'|[^\s,;\"'}\]]{1,80})")
 # a lookahead, so that "the grader expects 742" yields "expects 742" after "grader expects"
 _WORD_VALUE = re.compile(r"\b(\w*(?:" + _SECRET + r")\w*)(?=(?:\s+(?:is|was|are|be|of|=|:))?\s+([^\s,;]{1,80}))",
@@ -181,15 +192,15 @@ def sightings(where: str, text: str) -> list[Sighting]:
     out: list[Sighting] = []
     for v in _json_in(text):
         for path, leaf in _leaves(v):
-            if _SECRET_RE.search(path) and isinstance(leaf, (str, int, float)) and not isinstance(leaf, bool):
+            if secret_name(path) and isinstance(leaf, (str, int, float)) and not isinstance(leaf, bool):
                 if str(leaf).strip():
                     out.append(Sighting(path, leaf, where, 0))
     for m in _KEY_VALUE.finditer(text):
-        if _SECRET_RE.search(m.group(1)) and (value := _clean(m.group(2))):
+        if secret_name(m.group(1)) and (value := _clean(m.group(2))):
             out.append(Sighting(m.group(1), value, where, 1))
     for m in _WORD_VALUE.finditer(text):
         value = _clean(m.group(2))
-        if value and value.lower() not in _STOP and not _SECRET_RE.search(value):
+        if value and value.lower() not in _STOP and not secret_name(value) and secret_name(m.group(1)):
             out.append(Sighting(m.group(1), value, where, 2))
     return out
 
