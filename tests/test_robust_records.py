@@ -104,6 +104,11 @@ def test_what_is_escaped_and_what_is_kept() -> None:
 def test_printable_shows_control_characters_and_keeps_lines() -> None:
     assert printable("a\x1b[2Jb\x00c\nd\te\x85") == "a\\x1b[2Jb\\x00c\nd\te\\x85"
     assert printable({"k\x07": ["\ud800", SECRET]}) == {"k\\x07": ["\\ud800", REDACTED]}
+    # a summary's error causes are printed and stored as they are made
+    from envfoundry.rollout.summary import error_cause
+
+    cause = error_cause(f"Traceback ...\nValueError: {SECRET} \x1b[2J\ud800" + "x" * 10_000)
+    assert cause.startswith(f"ValueError: {REDACTED} \\x1b[2J\\ud800x") and len(cause) == 200
 
 
 # -------------------------------------------------------------------- whole rollouts, in process

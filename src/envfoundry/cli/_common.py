@@ -33,6 +33,14 @@ def _main(
                                           help="print the version and exit")] = False,
 ) -> None:
     """Build, run, verify and share RL environments for LLM agents."""
+    import warnings
+
+    warnings.showwarning = _show_warning  # "warning: ..." on stderr, not Python's file:line form
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings from the library (a --limit larger than the split, a dead slot) as one line a user reads."""
+    err.print(f"[yellow]warning:[/yellow] {_escape(str(message))}", soft_wrap=True)
 
 EnvArg = Annotated[
     str | None,  # noqa: UP007 - typer needs Optional

@@ -342,19 +342,20 @@ def agree_cmd(
                      ] = None,
     reference: Annotated[Optional[str], typer.Option(help="reference annotator (default: gold, ground_truth, "
                                                      "else the majority)")] = None,
-    threshold: Annotated[Optional[float], typer.Option(
-        help="score >= threshold passes, when a score has no label (0 to 1; default 0.5)")] = None,
+    threshold: Annotated[Optional[float], V._opt(
+        "--threshold", "score >= threshold passes, when a score has no label (0 to 1, or the scores' own range; "
+        "default 0.5)")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="input warnings (unmatched ids, labels in another case, "
                                          "grader labels no annotator used) are errors (exit 2)")] = False,
-    repeats: Annotated[int, typer.Option(help="judgements per item (self-consistency)")] = 2,
-    adversarial: Annotated[int, typer.Option(help="known-bad items to probe with each adversarial text")] = 6,
-    pairs: Annotated[int, typer.Option(help="better/worse pairs judged in both orders")] = 4,
+    repeats: Annotated[int, V._opt("--repeats", "judgements per item (self-consistency)")] = 2,
+    adversarial: Annotated[int, V._opt("--adversarial", "known-bad items to probe with each adversarial text")] = 6,
+    pairs: Annotated[int, V._opt("--pairs", "better/worse pairs judged in both orders")] = 4,
     limit: Annotated[Optional[int], V._opt("--limit", "judge only the first N items")] = None,
     temperature: Annotated[Optional[float], V._opt("--temperature", "the judge's sampling temperature (default: 0; "
                                                    "0.7 with --repeats > 1)")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API root of the judge")] = None,
     api_key_env: Annotated[Optional[str], typer.Option(help="env variable holding the judge's API key")] = None,
-    boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 1000,
+    boot: Annotated[int, V._opt("--boot", "bootstrap resamples")] = 1000,
     seed: Annotated[int, V._opt("--seed", "seed (bootstrap, judge, probe choice)")] = 0,
     save: Annotated[Optional[Path], typer.Option(help="write the judge's scores here (reuse with --scores)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,

@@ -57,7 +57,7 @@ class Range:
     def text(self) -> str:
         lo = "" if self.lo is None else f"{'>' if self.open_lo else '>='} {_num(self.lo)}"
         hi = "" if self.hi is None else f"<= {_num(self.hi)}"
-        return ", ".join(x for x in (lo, hi) if x)
+        return ", ".join(x for x in (lo, hi) if x) or "any finite number"
 
 
 def _num(x: float) -> str:
@@ -91,6 +91,12 @@ RANGES: dict[str, Range] = {
     "--max-completion-tokens": Range(1, MAX_INT32),
     "--save-every": Range(1, 10_000_000),
     "--threads": Range(1, None),  # the upper bound is this machine's cores: see _threads
+    # agree
+    "--repeats": Range(1, 100, why="judge verdicts per item"),
+    "--adversarial": Range(0, 100_000),
+    "--pairs": Range(0, 100_000),
+    "--boot": Range(1, 100_000, why="bootstrap resamples"),
+    "--threshold": Range(None, None),  # finite; agree checks it against the scores' range
 }
 
 

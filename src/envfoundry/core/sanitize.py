@@ -190,9 +190,14 @@ def printable(obj: Any) -> Any:
     return _controls(clean)
 
 
+def show_controls(s: str) -> str:
+    """``s`` with control characters (all but tab and newline) written as ``\\xNN``."""
+    return s if s.isprintable() else s.translate(_CONTROLS)
+
+
 def _controls(x: Any) -> Any:
     if isinstance(x, str):
-        return x if x.isprintable() else x.translate(_CONTROLS)
+        return show_controls(x)
     if isinstance(x, dict):
         return {_controls(k): _controls(v) for k, v in x.items()}
     if isinstance(x, list):

@@ -264,6 +264,9 @@ async def calibrate_async(
     tasks = select_tasks(env_obj, st.split, limit=st.limit, task_seed=st.task_seed)
     if not tasks:
         raise UsageError(f"no tasks selected from {env_obj.name!r} split {st.split!r} (limit {st.limit})")
+    if not resume and st.limit is not None and len(tasks) < st.limit:
+        raise UsageError(f"--limit {st.limit} asks for more tasks than {env_obj.name} split {st.split!r} has "
+                         f"({len(tasks):,}); give --limit {len(tasks)} or leave --limit out to calibrate them all")
     order = [t.id for t in tasks]
     rounds = list_rounds(out) if resume else []
     used = sum(r.slots for r in rounds)

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import datetime as _dt
 import errno
+import functools
+import inspect
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -414,6 +416,10 @@ def _raise_write_error(e: OSError, run_dir: Path) -> NoReturn:
                         f"kept: {fix} and continue with --resume") from e
 
 
+@functools.wraps(evaluate_async, assigned=("__doc__", "__annotations__"))
 def evaluate(env: Environment | str, **kwargs: Any) -> Run:
-    """Synchronous :func:`evaluate_async` (see there for the options)."""
+    """Synchronous :func:`evaluate_async`; it takes the same options (``help(envfoundry.evaluate)`` lists them)."""
     return asyncio.run(evaluate_async(env, **kwargs))
+
+
+evaluate.__signature__ = inspect.signature(evaluate_async)  # type: ignore[attr-defined]

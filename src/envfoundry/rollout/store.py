@@ -252,6 +252,25 @@ def _missing_parents(p: Path) -> list[Path]:
     return out
 
 
+@contextlib.contextmanager
+def creating_dir(path: str | Path, what: str = "output directory") -> Iterator[Path]:
+    """:func:`ensure_dir` for a command's first writes: when the block fails (a full disk while
+    writing the first file), the directories made here are removed again if still empty, so a
+    failed start leaves no empty folder behind and the same command can simply be run again."""
+    p = Path(path)
+    made = _missing_parents(p.absolute())
+    ensure_dir(p, what)
+    try:
+        yield p
+    except BaseException:
+        for d in made:  # deepest first; rmdir never removes anything that holds a file
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
 class RunStore:
     """A run directory. Use :meth:`create` for a new run and :meth:`open` to resume or read."""
 
@@ -283,15 +302,8 @@ class RunStore:
         """Make the run directory and its manifest. A failure (a full disk) leaves none of the
         directories it made behind, so the same command can simply be run again."""
         p = cls.check_new(path)
-        made = _missing_parents(p.absolute())
-        ensure_dir(p, "run directory")
-        try:
+        with creating_dir(p, "run directory"):
             atomic_write_text(p / MANIFEST, manifest.model_dump_json(indent=2))
-        except BaseException:
-            for d in made:  # deepest first; rmdir never removes anything that holds a file
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-            raise
         return cls(p, manifest)
 
     @classmethod

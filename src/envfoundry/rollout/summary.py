@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.outcome import Outcome
-from ..core.sanitize import clean_text
+from ..core.sanitize import clean_text, show_controls
 from ..core.stats import at_k_table, wilson
 
 _SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
@@ -20,13 +20,13 @@ OTHER_CAUSES = "(other causes)"
 
 def error_cause(error: str | None) -> str | None:
     """An error record's cause in one line: the last line of its message (a traceback's last line
-    names the exception), at most 200 characters, with text that cannot be encoded escaped and
-    registered secrets redacted (it is stored in the summary and printed)."""
+    names the exception), at most 200 characters, with text that cannot be encoded and control
+    characters escaped and registered secrets redacted (it is stored in the summary and printed)."""
     if not error or not isinstance(error, str):
         return None
     lines = [ln for ln in error.strip().splitlines() if ln.strip()]
     cause = lines[-1].strip() if lines else error.strip()
-    cause = clean_text(cause)[0] if len(cause) <= 4096 else clean_text(cause[:4096])[0]
+    cause = show_controls(clean_text(cause[:4096])[0])
     return cause if len(cause) <= 200 else cause[:199] + "…"
 
 

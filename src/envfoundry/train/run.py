@@ -53,7 +53,8 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of tasks, episodes and trainer (numpy's range)")
     max_completion_tokens: int = Field(256, ge=1, description="tokens per completion (whole episode)")
     max_turn_tokens: int | None = Field(None, ge=1, description="tokens per model turn (multi-turn)")
-    temperature: float = Field(1.0, gt=0, le=100, allow_inf_nan=False, description="sampling temperature while training")
+    temperature: float = Field(1.0, gt=0, le=100, allow_inf_nan=False,
+                               description="sampling temperature while training")
     beta: float = Field(0.0, ge=0, le=1000, allow_inf_nan=False, description="KL coefficient (0: no reference model)")
     train_split: str = "train"
     train_tasks: int | None = Field(None, ge=1, description="training tasks (default: enough for every step)")
