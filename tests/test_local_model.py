@@ -363,3 +363,78 @@ def test_calibrate_resumes_with_another_slot_count(tmp_path):
     assert r.returncode in (0, 1) and "differs" not in r.stderr, r.stderr
     assert json.loads((out / "calibration.json").read_text())["budget_used"] >= before
     assert "slots" not in json.loads((out / "state.json").read_text()).get("model_options", {})
+
+
+def _start_cli_run(out: Path, *args: str):  # noqa: ANN202
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "envfoundry", "run", "math", "--model", "local", "--slots", "1",
+                             *args, "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _new_server_pid(before: set[int], deadline_s: float = 120) -> int:
+    import time
+
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        new = _llama_server_pids() - before
+        if new:
+            return min(new)
+        time.sleep(0.02)
+    raise AssertionError("no llama.cpp server started")
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_the_real_server_killed_while_starting_fails_the_run_with_its_signal(tmp_path):
+    """SIGKILL to the llama.cpp server while it loads: exit 1 naming the signal, no run directory."""
+    import signal
+
+    before = _llama_server_pids()
+    out = tmp_path / "run"
+    p = _start_cli_run(out, "--limit", "2")
+    os.kill(_new_server_pid(before), signal.SIGKILL)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1, err
+    assert "was killed by signal 9 (SIGKILL: killed)" in err and "Traceback" not in err
+    assert not out.exists()
+    assert _llama_server_pids() <= before
+
+
+@pytest.mark.local_model
+@needs_llama
+@needs_smollm2
+def test_the_real_server_killed_mid_run_stops_the_run_and_resume_finishes(tmp_path):
+    """SIGKILL to the only llama.cpp server mid-run: exit 1 with the signal and its log kept in the run
+    directory, no rollout recorded as an error against it, and --resume completes the run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    before = _llama_server_pids()
+    out = tmp_path / "run"
+    p = _start_cli_run(out, "--limit", "10", "--max-tokens", "24", "--concurrency", "1")
+    pid = _new_server_pid(before)
+    traj = out / "trajectories.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (traj.exists() and len(traj.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1, err
+    flat = " ".join(err.split())
+    assert "was killed by signal 9 (SIGKILL: killed)" in flat and f"envfoundry run --out {out} --resume" in flat
+    assert (out / "server-logs" / "slot-0.log").is_file()
+    recs = [json.loads(x) for x in traj.read_text().splitlines()]
+    assert 2 <= len(recs) < 10 and all(x["outcome"] in ("completed", "truncated") for x in recs)
+    r = subprocess.run([sys.executable, "-m", "envfoundry", "run", "--out", str(out), "--resume", "-q"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(x) for x in traj.read_text().splitlines()]
+    assert len(recs) == 10 and all(x["outcome"] in ("completed", "truncated") for x in recs)
+    assert _llama_server_pids() <= before
