@@ -70,14 +70,19 @@ def _damage(r, where: str) -> None:  # noqa: ANN001
     (b'{"task_id": "t", "sample": 0, "outcome": "policy_error", "messages": [{"content": "x"}]}\n',
      "messages.0.role"),
     (b'{"task_id": "t", "sample": 0, "outcome": "policy_error", "error": 42}\n', "error is not a string"),
+    (b'{"task_id": "t", "sample": 0, "outcome": "policy_error", "seed": null}\n', "seed is not an integer"),
+    (b'{"task_id": "t", "sample": 0, "outcome": "policy_error", "world_diff": [{"op": "update"}]}\n',
+     "world_diff.0 is not a change"),
     (b'["a", "list"]\n', "not a record"),
 ])
 def test_a_damaged_line_is_named_by_every_reader_and_set_aside_by_resume(run: Path, bad: bytes, why: str) -> None:
     lines = _lines(run)
     _write(run, [lines[0], lines[1], bad, *lines[2:5]])  # the sixth record is missing: resume runs it
     where = f"{run / 'trajectories.jsonl'}:3"
-    _damage(cli("show", str(run)), where)
-    assert why in " ".join(cli("show", str(run)).stderr.split())
+    r = cli("show", str(run))
+    _damage(r, where)
+    assert why in " ".join(r.stderr.split()) and "--resume` moves the line to set_aside.jsonl" in " ".join(
+        r.stderr.split())
     for fmt in ("x.parquet", "x.jsonl"):
         _damage(cli("export", str(run), str(run.parent / fmt)), where)
         assert not (run.parent / fmt).exists()
@@ -118,16 +123,15 @@ def test_a_torn_last_line_is_not_damage(run: Path) -> None:
 
 
 def test_a_field_only_the_display_reads_is_damage_too(run: Path) -> None:
+    """A grader's breakdown is the grader's own shape: only the display finds it damaged; the
+    message names the line and says to repair it (a resume keeps the record)."""
     recs = _records(run)
-    recs[4]["world_diff"] = [{"op": "update"}]  # no table, key or field
     recs[4]["breakdown"] = {"x": {"breakdown": {"requirements": [1], "collateral": 2}}}
     (run / "trajectories.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
+    assert cli("show", str(run)).returncode == 0  # the table does not read it
     r = cli("show", str(run), "--task", recs[4]["task_id"])
     _damage(r, f"{run / 'trajectories.jsonl'}:5")
-    recs[4]["seed"] = None  # a trainer export needs the seed
-    (run / "trajectories.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
-    _damage(cli("export", str(run), str(run.parent / "v.jsonl"), "--format", "verl"),
-            f"{run / 'trajectories.jsonl'}:5")
+    assert "repair or remove that line" in " ".join(r.stderr.split())
 
 
 # ------------------------------------------------------------------------------------ foreign and repeated records

@@ -9,7 +9,6 @@ the store's own reader accepts; what had to be escaped is listed in the record.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import tempfile
@@ -210,7 +209,12 @@ REPLY_CALL = st.one_of(
               REPLY_NAME, REPLY_ARGS, st.one_of(TEXT, st.integers(), st.none())),
     TEXT, st.integers(), st.none(), st.builds(lambda a: {"function": a}, SCALARS),
 )
-REPLY_CONTENT = st.one_of(ANY_TEXT, st.none(), st.integers(), st.lists(st.one_of(
+TEXT_CALL = st.builds(  # the text tool protocol: a <tool_call> block, its JSON written by the model (or not)
+    lambda name, args, close: f'<tool_call>{{"name": {json.dumps(name)}, "arguments": {args}}}'
+    + ("</tool_call>" if close else ""),
+    st.one_of(st.sampled_from(["echo", "note", "blob"]), TEXT),
+    st.one_of(st.builds(json.dumps, JSONISH), TEXT, st.just("[" * 3000 + "]" * 3000)), st.booleans())
+REPLY_CONTENT = st.one_of(ANY_TEXT, TEXT_CALL, st.none(), st.integers(), st.lists(st.one_of(
     st.builds(lambda t: {"type": "text", "text": t}, TEXT), SCALARS), max_size=3), JSONISH)
 REPLY = st.fixed_dictionaries({"content": REPLY_CONTENT}, optional={
     "tool_calls": st.one_of(st.lists(REPLY_CALL, max_size=3), REPLY_CALL)})
@@ -240,11 +244,11 @@ def hostile_server():
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                   HealthCheck.function_scoped_fixture])
-@given(reply=REPLY)
-def test_any_server_reply_ends_typed_with_a_readable_record(hostile_server, reply: dict[str, Any]) -> None:
+@given(reply=REPLY, mode=st.sampled_from(["native", "text"]))
+def test_any_server_reply_ends_typed_with_a_readable_record(hostile_server, reply: dict[str, Any], mode: str) -> None:
     url, state = hostile_server
     state["reply"] = reply
-    policy = OpenAIPolicy("m", base_url=url, api_key=SECRET, retry=FAST, tool_mode="native")
+    policy = OpenAIPolicy("m", base_url=url, api_key=SECRET, retry=FAST, tool_mode=mode)  # type: ignore[arg-type]
     lines, recs = _run(_env("m"), policy, concurrency=2)
     assert len(lines) == len(recs) == 2
     for line, rec in zip(lines, recs, strict=True):
@@ -273,7 +277,8 @@ def test_a_reply_whose_arguments_escape_a_lone_surrogate_reaches_no_tool_unescap
     def reply(body: dict[str, Any]) -> Any:
         if any(m["role"] == "tool" for m in body["messages"]):
             return "done"
-        return {"tool_calls": [{"function": {"name": "search", "arguments": '{"query": "\\ud800 and \\ud83d\\ude00"}'}}]}
+        args = '{"query": "\\ud800 and \\ud83d\\ude00"}'
+        return {"tool_calls": [{"function": {"name": "search", "arguments": args}}]}
 
     with StubServer(reply=reply).run_in_thread() as url:
         lines, recs = _run(env, OpenAIPolicy("m", base_url=url, retry=FAST))
@@ -290,7 +295,8 @@ def test_the_store_escapes_what_a_tool_returns() -> None:
 
     env = Environment(name="w", version="1", tools=[weird], graders=lambda g: Score(1.0), max_turns=2,
                       tasks=lambda split, seed: [Task(env="w", env_version="1", split="test", prompt="go")])
-    lines, recs = _run(env, ScriptPolicy([Message("assistant", "", [ToolCall("weird", {})]), Message("assistant", "x")]))
+    turns = [Message("assistant", "", [ToolCall("weird", {})]), Message("assistant", "x")]
+    lines, recs = _run(env, ScriptPolicy(turns))
     rec = recs[0]
     assert rec["outcome"] == "completed"
     assert rec["messages"][-2]["content"].endswith("\\udcff\\udcfe")

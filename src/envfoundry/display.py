@@ -351,11 +351,11 @@ def agreement_tables(rep: AgreementReport, title: str = "agreement", show: int =
         names = rep.confusion["labels"]
         rows, cols = rep.confusion.get("rows", "reference"), rep.confusion.get("columns", "grader")
         c = Table(title=escape(f"confusion: rows {rows}, columns {cols}"), title_justify="left")
-        c.add_column("")
+        c.add_column("", overflow="fold")
         for lab in names:
-            c.add_column(escape(str(lab)))
+            c.add_column(escape(str(lab)), overflow="fold")
         if rep.per_class:
-            c.add_column("precision / recall")
+            c.add_column("precision / recall", overflow="fold")
         for lab, row in zip(names, rep.confusion["matrix"], strict=True):
             pc = rep.per_class.get(str(lab), {})
             extra = [f"{_fmt(pc.get('precision'))} / {_fmt(pc.get('recall'))}"] if rep.per_class else []

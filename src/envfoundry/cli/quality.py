@@ -58,7 +58,7 @@ def check_cmd(
     else:
         t = Table(title=_escape(f"check {e.name} {e.version}"), title_justify="left")
         for c in ("check", "result", "detail"):
-            t.add_column(c)
+            t.add_column(c, overflow="fold")
         style = {"pass": "green", "fail": "bold red", "skipped": "yellow"}
         for r in report.results:
             detail = r.detail + (f"\ntask {r.task_id}" if r.task_id else "")
@@ -276,7 +276,7 @@ def _print_calibration(result) -> None:  # noqa: ANN001
     s = result.summary
     t = Table(title=_escape(f"calibration - {s['env']} {s['env_version']} - {s['model']}"), title_justify="left")
     for c in ("verdict", "tasks", "share"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for v, d in s["verdicts"].items():
         t.add_row(v, str(d["tasks"]), f"{d['share']:.1%}")
     console.print(t)
@@ -286,8 +286,8 @@ def _print_calibration(result) -> None:  # noqa: ANN001
         return "-" if d["share"] is None else f"{d['share']:.1%} of {d['groups']}"
 
     info = Table(show_header=False)
-    info.add_column(style="bold")
-    info.add_column()
+    info.add_column(style="bold", overflow="fold")
+    info.add_column(overflow="fold")
     lo, hi = s["band"]
     info.add_row("band", f"[{lo:g}, {hi:g}]  (exact interval per task, 95% coverage across its rounds)")
     info.add_row("rollouts", f"{s['budget_used']} of budget {s['budget']} in {len(s['rounds'])} round(s); "
@@ -303,7 +303,7 @@ def _print_calibration(result) -> None:  # noqa: ANN001
     for knob, entries in result.knobs.items():
         kt = Table(title=_escape(f"pass rate by {knob}"), title_justify="left")
         for c in ("value", "tasks", "samples", "pass rate", "95% CI"):
-            kt.add_column(c)
+            kt.add_column(c, overflow="fold")
         for e in entries:
             rate = "-" if e["pass_rate"] is None else f"{e['pass_rate']:.3f}"
             kt.add_row(str(e["value"]), str(e["tasks"]), str(e["samples"]), rate,

@@ -33,7 +33,7 @@ def list_cmd() -> None:
 
     t = Table(title="environments", title_justify="left")
     for c in ("name", "version", "splits (tasks)", "tools", "description"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for name in BUILTIN:
         env = load(name)
         splits = ", ".join(f"{s} ({len(env.tasks(s)):,})" for s in env.splits)
@@ -171,7 +171,7 @@ def show_cmd(
             return draw(printable(x))  # redacted, control characters shown: safe for a terminal
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             why = f"missing field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
-            raise store.damaged(lines.get(id(x)), why) from None
+            raise store.damaged(lines.get(id(x)), why, resumable=False) from None
 
     if task is not None:
         recs = [x for x in recs if x["task_id"] == task]

@@ -60,7 +60,7 @@ def own_rows(store: RunStore, row: Callable[[dict[str, Any]], dict[str, Any] | N
             out = row(rec)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             why = f"missing field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
-            raise store.damaged(line, why) from None
+            raise store.damaged(line, why, resumable=False) from None
         if out is not None:
             yield out
 

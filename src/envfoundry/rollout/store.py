@@ -49,6 +49,7 @@ FLUSH_RECORDS = 64
 ERROR_OUTCOMES = frozenset(o.value for o in Outcome if o.is_error)
 OUTCOMES = frozenset(o.value for o in Outcome)
 _SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
+_OPS = frozenset({"insert", "update", "delete"})
 #: errnos of a path that cannot be a directory as given (the user's input, exit 2); any other
 #: failure to make one (a full disk, a read-only file system, no permission) is the machine's
 _PATH_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL})
@@ -153,11 +154,19 @@ def record_problem(rec: Any) -> str | None:
         if not isinstance(rec.get(k), (str, type(None))):
             return f"{k} is not a string"
     for k in ("seed", "turns"):
-        if rec.get(k) is not None and not _is_int(rec[k]):
+        if k in rec and not _is_int(rec[k]):
             return f"{k} is not an integer"
     for k in ("metadata", "timings"):
         if rec.get(k) is not None and not isinstance(rec[k], dict):
             return f"{k} is not an object"
+    diff = rec.get("world_diff")
+    if diff is not None:
+        if not isinstance(diff, list):
+            return "world_diff is not a list"
+        for i, c in enumerate(diff):
+            if not (isinstance(c, dict) and c.get("op") in _OPS and isinstance(c.get("table"), str)
+                    and {"key", "field", "before", "after"} <= c.keys()):
+                return f"world_diff.{i} is not a change (op, table, key, field, before, after)"
     msgs = rec.get("messages")
     if msgs is not None:
         if not isinstance(msgs, list):
@@ -457,7 +466,7 @@ class RunStore:
                 rec, why = _parse(line)
                 if rec is None:
                     if line.endswith(b"\n"):
-                        raise _damaged(tp, n, str(why))
+                        raise self.damaged(n, str(why))
                     continue  # the torn last line of a killed (or still running) process
                 key = (rec["task_id"], rec["sample"])
                 if key[0] not in tasks or key[1] not in samples:
@@ -474,9 +483,13 @@ class RunStore:
         for _, rec in self.numbered_records():
             yield rec
 
-    def damaged(self, line: int | None, why: str, file: str = TRAJECTORIES) -> DamagedRunError:
-        """The error for a field of this run's ``file`` that a reader cannot use."""
-        return _damaged(self.path / file, line, why)
+    def damaged(self, line: int | None, why: str, *, resumable: bool = True) -> DamagedRunError:
+        """The error for a line of this run's records that a reader cannot use, saying how to go
+        on: ``resumable`` when :meth:`prepare_resume` sets such a line aside (its
+        :func:`record_problem`), else the line must be repaired or removed by hand."""
+        fix = (f"`envfoundry run --out {self.path} --resume` moves the line to {SET_ASIDE} and runs its rollout "
+               "again" if resumable else "repair or remove that line")
+        return _damaged(self.path / TRAJECTORIES, line, f"{why}; {fix}")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / SUMMARY, json.dumps(storable(summary)[0], indent=2))
