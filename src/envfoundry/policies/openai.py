@@ -112,10 +112,12 @@ class SamplingOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    temperature: float = Field(0.7, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(256, ge=1)
-    seed: int | None = None
+    # the ranges of the command line's --temperature, --top-p, --max-tokens, --model-seed (cli/vocabulary.py):
+    # finite, and integers that fit the 32-bit fields of model servers
+    temperature: float = Field(0.7, ge=0.0, le=100.0, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    max_tokens: int = Field(256, ge=1, le=2**31 - 1)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
 
 
 class RetryConfig(BaseModel):
