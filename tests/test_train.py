@@ -421,8 +421,8 @@ def test_trainer_exports_load_with_datasets(tmp_path: Path, suffix: str) -> None
 @pytest.mark.parametrize(("args", "message"), [
     (["--device", "tpu"], "--device 'tpu' is not a torch device"),
     (["--device", "UNAVAILABLE"], "is not available on this machine"),
-    (["--seed", "-1"], "bad --seed: Input should be greater than or equal to 0, got -1"),
-    (["--seed", "99999999999999999999999"], "bad --seed: Input should be less than or equal to 4294967295"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--seed", "99999999999999999999999"], "--seed must be <= 2^32-1 (numpy's seed range)"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
     (["--model", "missing.gguf"], "model file 'missing.gguf' does not exist"),
     (["--levels", "99"], "unknown level"),

@@ -1,10 +1,55 @@
-"""envfoundry: build, run, verify and share reinforcement-learning environments for LLM agents."""
+"""envfoundry: build, run, verify and share reinforcement-learning environments for LLM agents.
 
-__version__ = "0.1.0"
+Everything an environment file needs is importable from here (the public authoring API): the
+contract (``Environment``, ``Task``, ``World``, ``tool``, ``Message``, ``Score``, ...), task sources
+(``ProceduralTasks``), graders (``StateDiffGrader``, ``RubricGrader`` and the predicates they are
+written with), loading and registering (``load``, ``register_env``) and running (``evaluate``).
+Other modules are internal: their names may change between versions.
+"""
 
-from .core import *  # noqa: E402,F403
-from .core import __all__ as _core_all  # noqa: E402
-from .envs import load  # noqa: E402
-from .rollout import Run, evaluate, evaluate_async  # noqa: E402
+from typing import Any
 
-__all__ = [*_core_all, "Run", "evaluate", "evaluate_async", "load", "__version__"]
+from .core import *  # noqa: F403
+from .core import __all__ as _core_all
+from .core.version import __version__
+from .grading import (
+    ChangePattern,
+    Delete,
+    Insert,
+    Rubric,
+    RubricGrader,
+    RubricItem,
+    StateDiffGrader,
+    StateDiffSpec,
+    Update,
+    eq,
+    ge,
+    grade_state_diff,
+    gt,
+    le,
+    lt,
+    ne,
+    one_of,
+    render_transcript,
+    same_records,
+    satisfies,
+)
+from .rollout import Run, evaluate, evaluate_async
+
+__all__ = [
+    "ChangePattern", "Delete", "Insert", "Rubric", "RubricGrader", "RubricItem", "Run", "StateDiffGrader",
+    "StateDiffSpec", "Update", "__version__", "eq", "evaluate", "evaluate_async", "ge", "grade_state_diff", "gt", "le",
+    "lt", "ne", "one_of", "render_transcript", "same_records", "satisfies",
+]
+__all__ += _core_all
+# also public, imported on first use: shared_client (a chat client for a model spec, for simulated
+# users and judges), not in __all__ so that `import *` does not pull in aiohttp
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: the model client pulls in aiohttp, which most environments never need
+    if name == "shared_client":
+        from .policies.chat import shared_client
+
+        return shared_client
+    raise AttributeError(f"module 'envfoundry' has no attribute {name!r}")

@@ -21,7 +21,7 @@ err = Console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..core.version import __version__
 
         console.print(f"envfoundry {__version__}")
         raise typer.Exit()

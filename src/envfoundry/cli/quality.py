@@ -41,7 +41,7 @@ def check_cmd(
 
     from rich.table import Table
 
-    from ..envs import load
+    from ..core.loading import load
     from ..quality.check import CheckConfig, check_env
 
     spec = _env_spec(env, env_opt)
@@ -95,8 +95,8 @@ def audit_cmd(
     """Probe ENV for reward hacking and mutation-test its grader; exit 1 on a finding of a --fail-on kind."""
     import json
 
+    from ..core.loading import load
     from ..display import audit_report
-    from ..envs import load
     from ..quality.audit import AUDIT_FILE, BASELINE, AuditConfig, audit_env, default_results_dir, parse_fail_on
     from ..rollout.store import MANIFEST, RunStore
     from .output import default_out, prepare_out
@@ -188,7 +188,7 @@ def calibrate_cmd(
     if resume and out is None:
         raise UsageError("--resume needs --out DIR (the calibration to continue)")
     if out is None:  # where `envfoundry train` looks for the newest, next to the audit's results
-        from ..envs import load
+        from ..core.loading import load
         from ..rollout.selection import calibrations_dir
         from .output import default_out
 

@@ -26,19 +26,28 @@ from ._common import (
 
 @app.command("list")
 def list_cmd() -> None:
-    """List the built-in environments."""
+    """List the environments known by name: envfoundry's own and those installed packages declare."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from ..envs import BUILTIN, load
+    from ..core.errors import EnvfoundryError
+    from ..core.loading import load
+    from ..core.registry import REGISTRY
 
     t = Table(title="environments", title_justify="left")
-    for c in ("name", "version", "splits (tasks)", "tools", "description"):
+    for c in ("name", "version", "splits (tasks)", "tools", "description", "from"):
         t.add_column(c, overflow="fold")
-    for name in BUILTIN:
-        env = load(name)
-        splits = ", ".join(f"{s} ({len(env.tasks(s)):,})" for s in env.splits)
-        t.add_row(name, env.version, splits, str(len(env.tools)), env.description)
+    for entry in REGISTRY.entries():
+        try:  # one broken package must not hide the others
+            env = load(entry.name)
+            splits = ", ".join(f"{s} ({len(env.tasks(s)):,})" for s in env.splits)
+        except EnvfoundryError as e:
+            t.add_row(entry.name, "", "", "", f"[red]cannot load: {escape(str(e))}[/red]", escape(entry.source))
+            continue
+        t.add_row(entry.name, env.version, splits, str(len(env.tools)), escape(env.description), escape(entry.source))
     console.print(t)
+    for problem in REGISTRY.problems():
+        err.print(f"[yellow]warning:[/yellow] {escape(problem)}", soft_wrap=True)
 
 
 @app.command("run")

@@ -26,7 +26,8 @@ def train_cmd(
     lr: Annotated[Optional[float], V._opt("--lr", "learning rate (default 1e-5, LoRA 1e-4)")] = None,
     lora: Annotated[Optional[bool], typer.Option(
         "--lora/--full", help="LoRA adapters or all weights (default: full)")] = None,
-    seed: Annotated[Optional[int], V._opt("--seed", "seed: tasks, episodes, trainer (default: 0)")] = None,
+    seed: Annotated[Optional[int], V._opt("--seed", "seed: tasks, episodes, trainer (default: 0)",
+                                          rng=V.Range(0, 2**32 - 1, why="numpy's seed range"))] = None,
     out: Annotated[Optional[Path], V._opt("--out", "output folder (default: a new runs/train-ENV-TIME)")] = None,
     resume: V.Resume = False,
     force: V.Force = False,
@@ -63,7 +64,7 @@ def train_cmd(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pydantic import ValidationError
 
-    from ..envs import canonical_spec
+    from ..core.loading import canonical_spec
     from ..train.model import check_device, check_train_installed
     from ..train.run import TrainConfig, absolute_model, stored_config, train
 
@@ -96,7 +97,7 @@ def train_cmd(
     if stored is not None and calibration is None and not no_calibration:
         calibration = Path(stored.calibration) if stored.calibration else None
     elif calibration is None and not no_calibration:
-        from ..envs import load
+        from ..core.loading import load
         from ..rollout.selection import find_calibration
 
         found, why = find_calibration(load(spec, args), args, eval_split=TrainConfig.model_fields["eval_split"].default)

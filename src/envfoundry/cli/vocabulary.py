@@ -61,7 +61,7 @@ class Range:
 
 
 def _num(x: float) -> str:
-    for bits in (63, 31):
+    for bits in (63, 32, 31):
         if x == 2**bits - 1:
             return f"2^{bits}-1"
     return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 10_000 else f"{x:g}"
@@ -100,8 +100,8 @@ RANGES: dict[str, Range] = {
 }
 
 
-def _checked(flag: str):  # noqa: ANN202 - a click callback
-    rng = RANGES[flag]
+def _checked(flag: str, rng: Range | None = None):  # noqa: ANN202 - a click callback
+    rng = rng or RANGES[flag]
 
     def callback(value: Any) -> Any:
         return rng.check(flag, value)
@@ -111,16 +111,20 @@ def _checked(flag: str):  # noqa: ANN202 - a click callback
 
 def _threads(value: int | None) -> int | None:
     cores = machine_cores()
-    if value is not None and not 1 <= value <= cores:
-        raise typer.BadParameter(f"--threads must be between 1 and the {cores} cores of this machine, got {value}")
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"--threads must be >= 1, got {value}")
+    if value is not None and value > cores:
+        raise typer.BadParameter(f"--threads must be <= {cores}, the cores of this machine, got {value}")
     return value
 
 
-def _opt(flag: str, help: str, *aliases: str, **kw: Any) -> Any:  # noqa: A002
-    rng = RANGES.get(flag)
+def _opt(flag: str, help: str, *aliases: str, rng: Range | None = None, **kw: Any) -> Any:  # noqa: A002
+    """A typer option named ``flag`` whose value is checked against ``rng`` (default: its range in
+    :data:`RANGES`) while the command line is read; the range is stated in the help."""
+    rng = rng or RANGES.get(flag)
     if rng is not None:
-        help = f"{help} (range: {rng.text()})" if rng.text() else help  # noqa: A001
-        kw.setdefault("callback", _checked(flag))
+        help = f"{help} (range: {rng.text()})"  # noqa: A001
+        kw.setdefault("callback", _checked(flag, rng))
     return typer.Option(flag, *aliases, help=help, **kw)
 
 

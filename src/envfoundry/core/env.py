@@ -46,7 +46,9 @@ class Environment:
     Args:
         name, version, description: identity; ``version`` goes into every task id.
         tasks: ``tasks(split, seed) -> Sequence[Task]``; must be a pure function of its arguments.
-        splits: the split names ``tasks`` accepts, default ``("train", "test")``.
+            Tasks may leave ``env`` and ``env_version`` out: the environment fills in its own.
+        splits: the split names ``tasks`` accepts; default: ``tasks.splits`` when the source has
+            them (:meth:`ProceduralTasks.source`), else ``("train", "test")``.
         tools: functions (or :class:`Tool`) whose first parameter receives the episode.
         world: ``world(task) -> World``, the initial state of a task (optional).
         graders: one or more graders or plain functions ``fn(GradeInput) -> Score``.
@@ -70,7 +72,7 @@ class Environment:
         graders: Grader | Callable[[GradeInput], Score] | Sequence[Any],
         version: str = "0.1.0",
         description: str = "",
-        splits: Sequence[str] = ("train", "test"),
+        splits: Sequence[str] | None = None,
         tools: Iterable[Tool | Callable[..., Any]] = (),
         world: WorldFactory | None = None,
         reference: ReferenceFn | None = None,
@@ -86,7 +88,7 @@ class Environment:
         #: (spec, args) when made by :func:`envfoundry.load`; worker processes load it again from these
         self.loaded_from: tuple[str, dict[str, str]] | None = None
         self.description = description
-        self.splits = tuple(splits)
+        self.splits = tuple(splits if splits is not None else getattr(tasks, "splits", ("train", "test")))
         self.max_turns = max_turns
         self.answer_format = answer_format
         self.mutations = mutations
@@ -165,7 +167,21 @@ class Environment:
             raise EnvLoadError(f"{where} returned {type(tasks).__name__}, not a list of Task")
         if first is not None and not isinstance(first, Task):
             raise EnvLoadError(f"{where} returned a list of {type(first).__name__}, not of Task")
-        return tasks
+        return self._own(tasks, first, where)
+
+    def _own(self, tasks: Sequence[Task], first: Task | None, where: str) -> Sequence[Task]:
+        """``tasks`` with this environment's name and version in each (filled in where the source
+        left them out; a task of another environment or version is an EnvLoadError)."""
+        try:
+            if isinstance(tasks, (list, tuple)):
+                if all(t.env == self.name and t.env_version == self.version for t in tasks):
+                    return tasks
+                return [t.for_env(self.name, self.version) for t in tasks]
+            if first is None or first.for_env(self.name, self.version) is first:
+                return tasks  # a lazy source whose tasks name this environment: kept as it is
+        except ValueError as e:
+            raise EnvLoadError(f"{where}: {e}") from None
+        return _OwnedTasks(tasks, self.name, self.version, where)
 
     # ---------------------------------------------------------------- running
     def reset(self, task: Task, *, seed: int) -> Episode:
@@ -294,6 +310,37 @@ class Episode:
         except ToolError as e:
             return f"error: {e}"
         return result if isinstance(result, str) else _to_json(result)
+
+
+class _OwnedTasks(Sequence[Task]):
+    """A lazy task source's tasks with the environment's name and version filled in, one at a time."""
+
+    def __init__(self, tasks: Sequence[Task], name: str, version: str, where: str) -> None:
+        self._tasks, self._name, self._version, self._where = tasks, name, version, where
+        self._made: dict[int, Task] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        hit = self._made.get(i)
+        if hit is None:
+            try:
+                hit = self._tasks[i].for_env(self._name, self._version)
+            except ValueError as e:
+                raise EnvLoadError(f"{self._where}: {e}") from None
+            if len(self._made) > 100_000:
+                self._made.clear()
+            self._made[i] = hit
+        return hit
+
+    def __iter__(self) -> Iterator[Task]:
+        for i in range(len(self)):
+            yield self[i]
 
 
 def _to_json(obj: Any) -> str:

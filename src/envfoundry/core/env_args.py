@@ -145,7 +145,8 @@ def type_name(hint: Any) -> str:
         return "Literal[" + ", ".join(repr(a) for a in get_args(hint)) + "]"
     if origin is not None:
         args = ", ".join("..." if a is Ellipsis else type_name(a) for a in get_args(hint))
-        return f"{getattr(origin, '__name__', str(origin))}[{args}]" if args else getattr(origin, "__name__", str(origin))
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{args}]" if args else name
     return getattr(hint, "__name__", str(hint))
 
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from .messages import Message
 from .outcome import Score
 from .task import Task
 from .world import World
 
-if TYPE_CHECKING:
-    from .env import Episode
+
+class _Finished(Protocol):
+    """What :meth:`GradeInput.from_episode` reads of an episode (an :class:`~.env.Episode`)."""
+
+    task: Task
+    messages: list[Message]
+    world_before: World | None
+    world: World | None
+    truncated: bool
 
 
 @dataclass(slots=True, frozen=True)
@@ -27,7 +34,7 @@ class GradeInput:
     truncated: bool
 
     @classmethod
-    def from_episode(cls, ep: Episode) -> GradeInput:
+    def from_episode(cls, ep: _Finished) -> GradeInput:
         final = ""
         for m in reversed(ep.messages):
             if m.role == "assistant":

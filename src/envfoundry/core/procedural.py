@@ -7,8 +7,9 @@ two splits, whatever the seed. Duplicates within a split are skipped.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import overload
 
 from .seeding import derive_seed
@@ -20,7 +21,27 @@ Generator = Callable[[random.Random], tuple[str, Callable[[str], Task]]]
 
 
 class ProceduralTasks(Sequence[Task]):
-    """A lazy, deterministic sequence of ``size`` tasks of one split."""
+    """A lazy, deterministic sequence of ``size`` tasks of one split.
+
+    An environment usually takes the task source :meth:`source` makes:
+    ``Environment(tasks=ProceduralTasks.source(generate, sizes={"train": 400, "test": 100}), ...)``.
+    """
+
+    @staticmethod
+    def source(
+        generate: Generator,
+        *,
+        sizes: Mapping[str, int],
+        weights: Mapping[str, int] | None = None,
+        max_attempts: int = 10_000,
+    ) -> ProceduralSource:
+        """The task source ``tasks(split, seed)`` of an environment whose tasks ``generate`` makes.
+
+        ``sizes``: the tasks of each split (its keys are the environment's splits); ``weights``:
+        the share of the problem space each split owns (default: ``sizes`` in lowest terms, so
+        ``{"train": 400, "test": 100}`` gives ``{"train": 4, "test": 1}``).
+        """
+        return ProceduralSource(generate, sizes=sizes, weights=weights, max_attempts=max_attempts)
 
     def __init__(
         self,
@@ -92,3 +113,37 @@ class ProceduralTasks(Sequence[Task]):
     def __iter__(self) -> Iterator[Task]:
         for i in range(self._size):
             yield self[i]
+
+
+class ProceduralSource:
+    """``tasks(split, seed) -> ProceduralTasks``, with the split names as ``splits`` (which
+    :class:`~envfoundry.Environment` uses when it is given no ``splits``)."""
+
+    def __init__(
+        self, generate: Generator, *, sizes: Mapping[str, int], weights: Mapping[str, int] | None = None,
+        max_attempts: int = 10_000,
+    ) -> None:
+        if not sizes:
+            raise ValueError("ProceduralTasks.source needs at least one split in sizes")
+        if any(not isinstance(v, int) or v < 0 for v in sizes.values()):
+            raise ValueError(f"split sizes must be integers >= 0, got {dict(sizes)}")
+        if weights is None:
+            g = math.gcd(*sizes.values()) or 1
+            weights = {k: v // g for k, v in sizes.items()}
+        weights = dict(weights)
+        if set(weights) != set(sizes):
+            raise ValueError(f"split weights {sorted(weights)} and sizes {sorted(sizes)} name different splits")
+        if any(not isinstance(v, int) or v < 0 for v in weights.values()) or not sum(weights.values()):
+            raise ValueError(f"split weights must be integers >= 0, not all 0, got {weights}")
+        starved = [k for k, v in sizes.items() if v and not weights[k]]
+        if starved:
+            raise ValueError(f"split(s) {starved} have tasks but weight 0: they would own no problems")
+        self.generate = generate
+        self.sizes = dict(sizes)
+        self.weights = weights
+        self.splits = tuple(sizes)
+        self.max_attempts = max_attempts
+
+    def __call__(self, split: str, seed: int) -> ProceduralTasks:
+        return ProceduralTasks(self.generate, split=split, size=self.sizes[split], seed=seed,
+                               split_weights=self.weights, max_attempts=self.max_attempts)

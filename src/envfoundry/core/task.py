@@ -28,12 +28,16 @@ class Task(BaseModel):
     policy, only to the environment, its graders and its reference solution. ``metadata`` holds descriptive facts such
     as difficulty knobs. The ``id`` is a content hash of env name, env version, prompt, data and
     world, so any change to what defines a task changes its id.
+
+    ``env`` and ``env_version`` may be left out: the :class:`~envfoundry.Environment` whose task
+    source made the task fills in its own name and version (and refuses a task that names another),
+    so a task source states neither. The id is the same as if they had been written.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    env: str
-    env_version: str
+    env: str = ""
+    env_version: str = ""
     split: str
     prompt: str
     system: str | None = None
@@ -63,3 +67,19 @@ class Task(BaseModel):
             )
         object.__setattr__(self, "id", expected)
         return self
+
+    def for_env(self, name: str, version: str) -> Task:
+        """This task as a task of environment ``name`` ``version``: itself when it already says so,
+        a copy with both filled in (and its id computed again) when it left them out. A task that
+        names another environment or version is a ValueError."""
+        if self.env == name and self.env_version == version:
+            return self
+        for field, mine, theirs in (("env", self.env, name), ("env_version", self.env_version, version)):
+            if mine and mine != theirs:
+                raise ValueError(
+                    f"task {self.id} has {field}={mine!r}, but its environment is {name!r} version "
+                    f"{version!r}; leave env and env_version out of tasks (the environment fills them in)"
+                )
+        # a shallow copy: data and world are shared with the original, which nobody mutates
+        task = self.model_copy(update={"env": name, "env_version": version, "id": ""})
+        return task._set_id()

@@ -29,7 +29,7 @@ def resolve_judge(spec: str, model: str, *, samples: int = 1, base_url: str | No
     ``package.module:factory``; ``factory(model, samples=, base_url=, api_key_env=)``."""
     import importlib
 
-    from ..envs import BUILTIN
+    from ..core.registry import REGISTRY as BUILTIN
     from .rubric import RubricGrader
 
     if spec in BUILTIN:

@@ -273,7 +273,7 @@ def check_save(path: Path, inputs: dict[str, Path | None]) -> None:
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write ``rows`` whole or not at all (the run store's atomic write; a row that cannot be
     encoded fails before the file is touched)."""
-    from ..rollout.store import atomic_write_text
+    from ..core.files import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
@@ -299,7 +299,7 @@ def shipped_labels(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
-    from ..envs import BUILTIN
+    from ..core.registry import REGISTRY as BUILTIN
 
     if name_or_path in BUILTIN:
         import importlib.util

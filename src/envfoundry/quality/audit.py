@@ -46,13 +46,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..core.env import Environment
 from ..core.errors import StoreError, UsageError
+from ..core.files import atomic_write_text, ensure_dir
+from ..core.loading import canonical_spec
 from ..core.task import Task
-from ..envs import canonical_spec
+from ..core.version import __version__
 from ..rollout.run import evaluate_async
-from ..rollout.store import MANIFEST, RunStore, atomic_write_text, ensure_dir
+from ..rollout.store import MANIFEST, RunStore
 from .judging import (
     DEFAULT_FAIL_ON,
     KINDS,

@@ -37,11 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.env import Environment
 from ..core.errors import StoreError, UsageError
+from ..core.files import atomic_write_text, ensure_dir
 from ..core.policy import KeepAlive, Policy
 from ..rollout.pool import check_workers
 from ..rollout.run import Progress, evaluate_async
 from ..rollout.selection import CALIBRATED_SPLIT_FILE, CalibratedSplit, select_tasks
-from ..rollout.store import RunStore, atomic_write_text, ensure_dir
+from ..rollout.store import RunStore
 from .difficulty import (
     ALPHA,
     DECIDED,
@@ -240,7 +241,7 @@ async def calibrate_async(
     ``workers`` as for :func:`~envfoundry.rollout.run.evaluate_async`. ``on_round(round, resumed)``
     is called before each round runs.
     """
-    from ..envs import load
+    from ..core.loading import load
     from ..policies import resolve_policy
 
     cfg = config or CalibrateConfig()

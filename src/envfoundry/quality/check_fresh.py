@@ -56,7 +56,7 @@ def task_fingerprint(env: Environment, tasks: Sequence[Task], seed: int) -> dict
 
 def child_main(payload: str) -> None:
     """Entry point of the child process: load, wait until ``not_before``, regenerate, print JSON."""
-    from ..envs import load
+    from ..core.loading import load
 
     p = json.loads(payload)
     env = load(p["spec"], p["args"] or None)

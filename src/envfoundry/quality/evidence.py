@@ -24,7 +24,8 @@ import orjson
 from pydantic import BaseModel, Field
 
 from ..core.errors import StoreError, reason
-from ..rollout.store import ERROR_OUTCOMES, MANIFEST, SUMMARY, RunStore, atomic_write_text
+from ..core.files import atomic_write_text
+from ..rollout.store import ERROR_OUTCOMES, MANIFEST, SUMMARY, RunStore
 from .difficulty import TaskEvidence
 
 STATE = "state.json"

@@ -43,29 +43,13 @@ from ..core.messages import Message
 from ..core.outcome import Score
 from ..core.seeding import derive_seed, rng_for
 from ..core.task import Task
-from .mutators import EQUIVALENT, WRONG, Mutation, MutationGenerator
+from .mutators import EQUIVALENT, WRONG, Mutation, MutationGenerator, Reference
 from .probes import extract_answer
 
 _EPS = 1e-9
 
 
 # ------------------------------------------------------------------ the reference solution
-@dataclass
-class Reference:
-    """What the reference solution did on one task: its actions, final text and score. Only the
-    audit's judges and the mutation tests read it; no probe does."""
-
-    task: Task
-    seed: int
-    actions: list[Message]
-    final: str
-    answer: str | None  # the text in the answer slot of ``final`` (None when there is none)
-    score: Score | None
-    error: str | None
-    episode: Episode | None
-    text_matters: bool | None = None  # whether blanking the final text lowers the score (None: not measured)
-
-
 def record_reference(env: Environment, task: Task, *, seed: int) -> Reference:
     """Drive the reference solution to the end of an episode, recording copies of its actions."""
     actions: list[Message] = []

@@ -13,16 +13,31 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..core.env import Environment
+from ..core.env import Environment, Episode
 from ..core.messages import Message, ToolCall
+from ..core.outcome import Score
+from ..core.task import Task
 from .probes import answer_parts, answer_span, flat_values, plausible_args, words_of, wrap
 
-if TYPE_CHECKING:
-    from .mutation import Reference
-
 WRONG, EQUIVALENT = "wrong", "equivalent"
+
+
+@dataclass
+class Reference:
+    """What the reference solution did on one task: its actions, final text and score. Only the
+    audit's judges and the mutation tests read it; no probe does."""
+
+    task: Task
+    seed: int
+    actions: list[Message]
+    final: str
+    answer: str | None  # the text in the answer slot of ``final`` (None when there is none)
+    score: Score | None
+    error: str | None
+    episode: Episode | None
+    text_matters: bool | None = None  # whether blanking the final text lowers the score (None: not measured)
 
 
 @dataclass

@@ -3,10 +3,10 @@
 A probe is a small class implementing the :class:`~envfoundry.core.policy.Policy` protocol
 (``name``, ``act``, ``describe`` with spec ``probe:NAME``, ``start``/``close``), registered
 explicitly with :func:`register_probe` (the built-in ones at the end of :mod:`.probes_text` and
-:mod:`.probes_tools`, which :mod:`envfoundry.quality` imports, so :data:`PROBES` is full as soon as
-the package is imported). Probes draw their choices from ``rng_for(ep.seed, "probe", name)``, a
-stream hashed from the episode seed, so they are reproducible by seed and never shift the
-environment's own ``ep.rng`` stream.
+:mod:`.probes_tools`, which :mod:`envfoundry.quality` imports first, so :data:`PROBES` is full as
+soon as any part of the package is imported; this module imports neither). Probes draw their
+choices from ``rng_for(ep.seed, "probe", name)``, a stream hashed from the episode seed, so they are
+reproducible by seed and never shift the environment's own ``ep.rng`` stream.
 
 **Probes never cheat.** A probe builds its answers only from what an agent could see: the
 messages of the episode (system, examples, prompt, tool results), the tool schemas, the declared
@@ -396,9 +396,8 @@ def _blank_json(v: Any) -> Any:
 
 
 def probe_classes() -> dict[str, type[Probe]]:
-    """Every registered probe, in registration order (the built-in ones first)."""
-    from . import probes_text, probes_tools  # noqa: F401 - registers the built-in probes when used alone
-
+    """Every registered probe, in registration order (the built-in ones first: importing any part
+    of :mod:`envfoundry.quality` runs its ``__init__``, which registers them)."""
     return dict(PROBES)
 
 

@@ -56,7 +56,7 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
 def _prefix_lengths(manifest: RunManifest) -> dict[str, int] | None:
     """How many leading messages of each task's records are its prompt, from the environment."""
     try:
-        from ..envs import load
+        from ..core.loading import load
         from .selection import select_tasks
 
         env = load(manifest.env_spec, manifest.env_args)

@@ -306,7 +306,7 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
     # again (a full collection through it, set off by unpickling the tasks, took 20 ms of a start)
     gc.freeze()
     try:
-        from ..envs import load
+        from ..core.loading import load
 
         env = load(*env_source)  # first: task data may hold classes of an environment file
         if (env.name, env.version) != env_id:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
-from .. import __version__
 from ..core.env import Environment
 from ..core.errors import ModelServerDied, RunWriteError, StoreError, UsageError
+from ..core.loading import canonical_spec
 from ..core.policy import Policy
 from ..core.task import Task
-from ..envs import canonical_spec
+from ..core.version import __version__
 from .engine import RolloutConfig, iter_jobs, run_all
 from .pool import WorkerError, check_workers, run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
@@ -219,7 +219,7 @@ async def evaluate_async(
     :class:`~envfoundry.core.errors.ModelServerDied` (its exit status and log tail; the logs are
     copied into ``out/server-logs``); nothing is recorded against the dead server.
     """
-    from ..envs import load
+    from ..core.loading import load
 
     check_max_errors(max_errors)
     if workers < 1:

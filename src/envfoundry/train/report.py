@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.files import atomic_write_text
 from ..core.stats import wilson
-from ..rollout.store import atomic_write_text
 
 
 def eval_row(summary: dict[str, Any]) -> dict[str, Any]:

@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.env import Environment
 from ..core.errors import UsageError, reason
+from ..core.files import atomic_write_text, ensure_dir
+from ..core.loading import canonical_spec
 from ..core.task import Task
-from ..envs import canonical_spec
-from ..rollout.store import atomic_write_text, ensure_dir
 from .model import check_device, check_train_installed, resolve_model_source
 
 CONFIG_FILE = "train_config.json"
@@ -260,7 +260,7 @@ def train(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    from ..envs import load
+    from ..core.loading import load
     from .model import load_model
     from .trl_adapter import EnvAdapter, is_multi_turn
 

@@ -22,10 +22,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Sequence
 
-from ...core.env import Environment, Episode
-from ...core.messages import Message
-from ...core.procedural import ProceduralTasks
-from ...core.task import Task
+from envfoundry import Environment, Episode, Message, ProceduralTasks, Task
+
 from .generate import LEVELS, make_problem
 from .grader import ANSWER_FORMAT, grade_answer
 
@@ -62,10 +60,9 @@ def audit_mutations(task: Task, actions: list[Message]) -> Iterator[tuple[str, l
         yield "digit_dropped", answering(str(gold)[:-1]), "wrong"
 
 
-def make_env(levels: Sequence[int] | str | None = None) -> Environment:
-    """The math environment; ``levels`` restricts the difficulty levels (1-6, default all)."""
-    if isinstance(levels, str):
-        levels = [int(x) for x in levels.split(",") if x.strip()]
+def make_env(levels: Sequence[int] | None = None) -> Environment:
+    """The math environment; ``levels`` restricts the difficulty levels (1-6, default all;
+    ``--env-arg levels=1,2``)."""
     lv = tuple(sorted(set(levels or LEVELS)))
     bad = [x for x in lv if x not in LEVELS]
     if bad:
@@ -74,19 +71,12 @@ def make_env(levels: Sequence[int] | str | None = None) -> Environment:
     def generate(rng: random.Random) -> tuple[str, Callable[[str], Task]]:
         p = make_problem(rng, lv)
         return p.key, lambda split: Task(
-            env=NAME,
-            env_version=VERSION,
             split=split,
             system=SYSTEM,
             examples=EXAMPLES,
             prompt=p.question,
             data={"answer": p.answer},
             metadata={"difficulty": p.knobs["level"], **p.knobs},
-        )
-
-    def tasks(split: str, seed: int) -> Sequence[Task]:
-        return ProceduralTasks(
-            generate, split=split, size=SPLIT_SIZES[split], seed=seed, split_weights=SPLIT_WEIGHTS
         )
 
     def reference(ep: Episode) -> Message:
@@ -97,8 +87,7 @@ def make_env(levels: Sequence[int] | str | None = None) -> Environment:
         name=NAME,
         version=VERSION,
         description="Arithmetic and word problems; one integer in <answer></answer>" + suffix,
-        splits=tuple(SPLIT_SIZES),
-        tasks=tasks,
+        tasks=ProceduralTasks.source(generate, sizes=SPLIT_SIZES, weights=SPLIT_WEIGHTS),
         graders=[grade_answer],
         reference=reference,
         max_turns=1,

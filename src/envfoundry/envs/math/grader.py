@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ...core.grader import GradeInput
-from ...core.outcome import Score
+from envfoundry import GradeInput, Score
 
 ANSWER_FORMAT = "<answer>{answer}</answer>"
 _BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

@@ -37,10 +37,9 @@ How the grader resists reward hacking (see :mod:`.grader`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Literal
 
-from envfoundry import Environment, Task
-from envfoundry.core.procedural import ProceduralTasks
+from envfoundry import Environment, ProceduralTasks
 
 from .account import task_world
 from .grader import grader
@@ -66,23 +65,14 @@ WEB_SYSTEM = ("You are a shopping assistant acting for the customer below in an 
               "click(element), type_text(element, text) and back(). " + _RULES)
 
 
-def _num(x: int | float | str | None, kind: type, name: str) -> int | float | None:
-    if x is None or x == "":
-        return None
-    try:
-        return kind(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"shop: {name} must be a number, got {x!r}") from None
-
-
 def make_env(
-    mode: str = "tools",
-    catalog_seed: int | str = 0,
-    catalog_size: int | str = 10_000,
-    fault_rate: float | str | None = None,
-    max_turns: int | str | None = None,
+    mode: Literal["tools", "web"] = "tools",
+    catalog_seed: int = 0,
+    catalog_size: int = 10_000,
+    fault_rate: float | None = None,
+    max_turns: int | None = None,
 ) -> Environment:
-    """The shop environment. Every argument also accepts a string (for ``--env-arg key=value``).
+    """The shop environment (``--env-arg key=value`` strings are converted by these hints).
 
     ``mode``: ``tools`` or ``web``; ``catalog_seed``/``catalog_size``: which catalog;
     ``fault_rate``: one fault rate for every task (default: drawn per task from 0, 0.1, 0.2, 0.3);
@@ -90,26 +80,20 @@ def make_env(
     """
     if mode not in MODES:
         raise ValueError(f"shop: mode must be one of {', '.join(MODES)}, got {mode!r}")
-    seed = int(_num(catalog_seed, int, "catalog_seed") or 0)
-    size = int(_num(catalog_size, int, "catalog_size") or 10_000)
-    rate = _num(fault_rate, float, "fault_rate")
+    seed, size, rate = int(catalog_seed), int(catalog_size), fault_rate
     if rate is not None and not 0.0 <= rate <= 0.5:
         raise ValueError(f"shop: fault_rate must be between 0 and 0.5, got {rate}")
     web = mode == "web"
     name = "shop-web" if web else "shop"
-    turns = int(_num(max_turns, int, "max_turns") or (120 if web else 80))
+    turns = int(max_turns or (120 if web else 80))
     gen: list[ShopTasks] = []  # built on first use: listing environments must not build a catalog
 
     def generate(rng):  # type: ignore[no-untyped-def]
         if not gen:
-            gen.append(ShopTasks(env=name, version=VERSION, system=WEB_SYSTEM if web else TOOLS_SYSTEM,
+            gen.append(ShopTasks(system=WEB_SYSTEM if web else TOOLS_SYSTEM,
                                  prompt_suffix=("\n\nYou are on the shop's home page:\n" + home_text()) if web else "",
                                  catalog_seed=seed, catalog_size=size, fault_rate=rate))
         return gen[0](rng)
-
-    def tasks(split: str, task_seed: int) -> Sequence[Task]:
-        return ProceduralTasks(generate, split=split, size=SPLIT_SIZES[split], seed=task_seed,
-                               split_weights=SPLIT_WEIGHTS)
 
     suffix = "" if (seed, size, rate) == (0, 10_000, None) else f" (catalog {seed}/{size}, fault rate {rate})"
     return Environment(
@@ -117,8 +101,7 @@ def make_env(
         version=VERSION,
         description=("Buy the right item in a seeded shop through "
                      + ("text web pages (click/type_text/back)" if web else "typed tools")) + suffix,
-        splits=tuple(SPLIT_SIZES),
-        tasks=tasks,
+        tasks=ProceduralTasks.source(generate, sizes=SPLIT_SIZES, weights=SPLIT_WEIGHTS),
         tools=WEB_TOOLS if web else TOOLS,
         world=task_world,
         graders=grader,
@@ -128,10 +111,10 @@ def make_env(
 
 
 def make_web_env(
-    catalog_seed: int | str = 0,
-    catalog_size: int | str = 10_000,
-    fault_rate: float | str | None = None,
-    max_turns: int | str | None = None,
+    catalog_seed: int = 0,
+    catalog_size: int = 10_000,
+    fault_rate: float | None = None,
+    max_turns: int | None = None,
 ) -> Environment:
     """``make_env(mode="web", ...)``, registered as ``shop-web``."""
     return make_env("web", catalog_seed=catalog_seed, catalog_size=catalog_size, fault_rate=fault_rate,

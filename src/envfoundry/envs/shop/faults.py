@@ -24,14 +24,20 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from envfoundry import ToolError, World, derive_seed
 
 from .account import SESSION
 
-if TYPE_CHECKING:
-    from .store import Line
+
+class PricedLine(Protocol):
+    """What a checkout fault reads of a cart line (a :class:`.store.Line`)."""
+
+    @property
+    def variant_id(self) -> str: ...
+    @property
+    def unit_cents(self) -> int: ...
 
 _TRANSIENT = (
     "503 Service Unavailable: the shop is overloaded. Nothing was changed; please retry",
@@ -85,7 +91,7 @@ class Faults:
             self._event(world, "session_expired", op=op)
             raise ToolError(SESSION_EXPIRED)
 
-    def at_checkout(self, world: World, lines: Iterable[Line]) -> None:
+    def at_checkout(self, world: World, lines: Iterable[PricedLine]) -> None:
         """Maybe raise a price or sell an item out (the checkout's own checks then report it)."""
         if self.rate <= 0 or self._checkout_done:
             return

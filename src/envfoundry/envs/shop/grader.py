@@ -15,8 +15,17 @@ weigh items 4, address, payment, total and coupon 1 each; each collateral record
 
 from __future__ import annotations
 
-from envfoundry import GradeInput
-from envfoundry.grading import ChangePattern, Insert, StateDiffGrader, StateDiffSpec, eq, le, one_of, same_records
+from envfoundry import (
+    ChangePattern,
+    GradeInput,
+    Insert,
+    StateDiffGrader,
+    StateDiffSpec,
+    eq,
+    le,
+    one_of,
+    same_records,
+)
 
 ALLOW = (ChangePattern("variants", field="stock"), ChangePattern("variants", field="price_cents"))
 IGNORE = (ChangePattern("sessions"), ChangePattern("events"))

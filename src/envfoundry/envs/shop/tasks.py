@@ -78,9 +78,9 @@ def _discount(c: Mapping[str, Any], category: str, subtotal: int) -> int:
 class ShopTasks:
     """The generator for one catalog: ``generate(rng) -> (problem key, build(split) -> Task)``."""
 
-    def __init__(self, *, env: str, version: str, system: str, prompt_suffix: str, catalog_seed: int,
-                 catalog_size: int, fault_rate: float | None) -> None:
-        self.env, self.version, self.system, self.suffix = env, version, system, prompt_suffix
+    def __init__(self, *, system: str, prompt_suffix: str, catalog_seed: int, catalog_size: int,
+                 fault_rate: float | None) -> None:
+        self.system, self.suffix = system, prompt_suffix
         self.cat: Catalog = get_catalog(catalog_seed, catalog_size)
         self.fault_rate = fault_rate
 
@@ -218,7 +218,7 @@ class ShopTasks:
                 "difficulty": 1 + (len(cons) >= 4) + (depth > 10) + bool(overrides)
                 + ("decoys" in mode or needs_coupon) + (fault_rate > 0),
             }
-            return Task(env=self.env, env_version=self.version, split=split, prompt=prompt, system=self.system,
+            return Task(split=split, prompt=prompt, system=self.system,
                         data=data, world=world, metadata=knobs)
 
         return f"{cat.seed}:{cat.size}:{cands[0]['product_id']}", build

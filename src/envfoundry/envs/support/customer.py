@@ -15,9 +15,7 @@ import random
 import re
 from typing import Any
 
-from ...core.env import Episode
-from ...core.messages import Message
-from ...core.seeding import derive_seed
+from envfoundry import Episode, Message, derive_seed
 
 PATIENCE = 10  # customer replies before giving up
 

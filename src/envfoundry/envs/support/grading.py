@@ -26,23 +26,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...core.grader import GradeInput
-from ...core.messages import Message
-from ...core.outcome import Score
-from ...core.world import World
-from ...grading import (
+from envfoundry import (
     ChangePattern,
     Delete,
+    GradeInput,
     Insert,
+    Message,
     Rubric,
     RubricGrader,
     RubricItem,
+    Score,
     StateDiffSpec,
     Update,
+    World,
     grade_state_diff,
     render_transcript,
     satisfies,
 )
+
 from .customer import is_affirmative
 from .policy import ACCOUNT_WRITES, POLICY_BRIEF
 from .world import WRITE_OPS, apply_actions

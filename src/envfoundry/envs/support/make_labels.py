@@ -22,7 +22,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ...core.seeding import derive_seed
+from envfoundry import derive_seed
+
 from . import make_env
 from .reference import VARIANTS, ScriptedAgent
 

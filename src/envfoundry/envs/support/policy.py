@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...core.world import World
+from envfoundry import World
 
 COMPANY = "Northwind Outfitters"
 TODAY = _dt.date(2025, 6, 2)

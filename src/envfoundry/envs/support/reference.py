@@ -12,11 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...core.env import Episode
-from ...core.messages import Message, ToolCall
-from ...core.outcome import Usage
-from ...core.policy import PolicyOutput
-from ...core.task import Task
+from envfoundry import Episode, Message, PolicyOutput, Task, ToolCall, Usage
 
 #: scripted agents: the oracle and one deliberate mistake each
 VARIANTS = ("oracle", "no_verify", "no_confirm", "approve_all", "deny_all", "escalate_all", "wrong_amount",

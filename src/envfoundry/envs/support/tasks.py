@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from ...core.task import Task
+from envfoundry import Task
+
 from .policy import TIERS, TODAY, Request, days_since, decide
 from .world import build_world
 
@@ -297,5 +298,5 @@ def generate(rng: random.Random) -> tuple[str, Callable[[str], Task]]:
     key = f"{ticket}:{cid}:{tgt['order_id']}:{sc['kind']}:{sc['twist']}:{sc['persona']}"
     tables = b.t
     return key, lambda split: Task(
-        env=NAME, env_version=VERSION, split=split, system=SYSTEM.format(ticket=ticket), prompt=prompt,
+        split=split, system=SYSTEM.format(ticket=ticket), prompt=prompt,
         data=data, world={"tables": tables}, metadata=meta)

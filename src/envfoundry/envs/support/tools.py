@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ...core.env import Episode
-from ...core.errors import ToolError
-from ...core.tools import tool
+from envfoundry import Episode, ToolError, tool
+
 from . import world as ops
 from .policy import SECTIONS, policy_section
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...core.errors import ToolError
-from ...core.world import World
+from envfoundry import ToolError, World
+
 from .policy import ESCALATION_REASONS, RESOLUTIONS, days_since
 
 TABLES = ("customers", "orders", "items", "skus", "payments", "refunds", "tickets", "escalations")
