@@ -31,7 +31,7 @@ class RichProgress:
         self._p: Progress | None = None
         self._task: Any = None
         self._n = self._passed = self._scored = self._errors = self._shown = 0
-        self._total = self._done = 0
+        self._total = self._done = self._lined = 0
         self._t0 = self._last = time.perf_counter()
 
     def start(self, total: int, done: int) -> None:
@@ -43,7 +43,7 @@ class RichProgress:
         self._p = Progress(
             TextColumn(f"[bold]{escape(self.what)}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("passed {task.fields[rate]}"), TextColumn("errors {task.fields[errors]}"),
-            TextColumn("{task.fields[speed]}/s"), TimeElapsedColumn(),
+            TextColumn("{task.fields[speed]}"), TimeElapsedColumn(),
             console=self.console, transient=False, refresh_per_second=8,
         )
         self._p.start()
@@ -70,13 +70,18 @@ class RichProgress:
             self._line()
 
     def _speed(self) -> str:
-        return f"{self._n / max(time.perf_counter() - self._t0, 1e-9):,.1f}"
+        """``12.3/s``, or ``95 s each`` when a rollout takes longer than ten seconds."""
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        if self._n and dt / self._n > 10:
+            return f"{dt / self._n:,.0f} s each"
+        return f"{self._n / dt:,.1f}/s"
 
     def _line(self) -> None:
         self._last = time.perf_counter()
         self.console.print(f"{self.what}: {self._done + self._n:,} of {self._total:,} done, passed {self._rate()}, "
-                           f"errors {self._errors}, {self._speed()}/s, {self._last - self._t0:,.0f} s",
+                           f"errors {self._errors}, {self._speed()}, {self._last - self._t0:,.0f} s",
                            soft_wrap=True, highlight=False)
+        self._lined = self._n
 
     def _refresh(self) -> None:
         assert self._p is not None
@@ -88,7 +93,7 @@ class RichProgress:
             self._refresh()
             self._p.stop()
             self._p = None
-        elif self._total and self._n:
+        elif self._total and self._n and self._lined != self._n:  # the last line, unless it was just printed
             self._line()
         self._total = 0
 
