@@ -9,6 +9,8 @@ and chat completions (the answer ``<answer>0</answer>``), and fails as ``FAKE_LL
 - ``crash_first_decode``: serves ``/v1/models``, then kills itself with SIGSEGV on the first
   completion, as llama-cpp-python 0.3.36 does on CPUs with AMX;
 - ``crash_after:N``: answers N completions, then SIGSEGVs on the next (a server that dies mid-run).
+- ``first_crashes_after:N``: as ``crash_after:N`` for the first server started (in ``$TMPDIR``), the others never
+  fail (one slot of several that dies).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def main() -> None:
         budget[0] = 0
     elif mode.startswith("crash_after:"):
         budget[0] = int(mode.split(":", 1)[1])
+    elif mode.startswith("first_crashes_after:"):  # only the first server started (of several slots)
+        try:
+            os.close(os.open(os.path.join(os.environ["TMPDIR"], "fake-llama-first"), os.O_CREAT | os.O_EXCL))
+            budget[0] = int(mode.split(":", 1)[1])
+        except FileExistsError:
+            pass
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):

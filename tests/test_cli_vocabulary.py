@@ -254,3 +254,115 @@ def test_max_errors_counts_and_shares(tmp_path):
     with pytest.raises(envfoundry.UsageError if hasattr(envfoundry, "UsageError") else Exception, match="max.errors"):
         envfoundry.evaluate(env, out=tmp_path / "e", max_errors=-1, **opts)
     assert Path(tmp_path / "a" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("text,value", [
+    ("0", 0), (" 3 ", 3), ("+3", 3), ("5%", 0.05), ("0.5%", 0.005), ("0.05", 0.05), ("1.0", 1.0), ("100%", 1.0),
+])
+def test_max_errors_text_forms(text, value):
+    from envfoundry.rollout.run import parse_max_errors
+
+    got = parse_max_errors(text)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("text,says", [
+    ("-1", ">= 0, got '-1'"), ("150%", "from 0% to 100%, got '150%'"), ("3.0", "without a decimal point: 3"),
+    ("1e3", "without a decimal point: 1000"), ("1.5", "from 0 to 1, got '1.5'"), ("nan%", "expects a count"),
+    ("inf", "expects a count"), ("", "expects a count"), ("0x10", "expects a count"),
+])
+def test_max_errors_out_of_range_says_what_was_given(text, says):
+    from envfoundry.core.errors import UsageError
+    from envfoundry.rollout.run import parse_max_errors
+
+    with pytest.raises(UsageError, match=re.escape(says)):
+        parse_max_errors(text)
+
+
+def test_a_share_of_max_errors_is_not_lost_to_rounding():
+    """29% of 100 rollouts tolerates 29 (0.29 * 100 is 28.999999999999996 in floating point)."""
+    import numpy as np
+
+    from envfoundry.rollout.run import Run, check_max_errors
+
+    def run(max_errors, n=100, errors=29):
+        return Run(Path("r"), None, {"n_trajectories": n, "n_errors": errors}, max_errors=max_errors)  # type: ignore
+
+    for pct in (7, 14, 28, 29, 55, 57, 58):
+        assert run(pct / 100, errors=pct).tolerated == pct and run(pct / 100, errors=pct).ok
+        assert not run(pct / 100, errors=pct + 1).ok
+    assert run(np.float32(0.5), errors=50).tolerated == 50  # a numpy share is a share, not a count of 0
+    assert check_max_errors(np.int64(3)) == 3 and run(np.int64(3), errors=3).ok
+    assert "--out 'my runs/x' --resume" in Run(Path("my runs/x"), None, {"n_trajectories": 1, "n_errors": 1}).failure
+
+
+def test_force_replaces_only_real_envfoundry_outputs_and_keeps_the_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "math", "--model", "scripted:oracle", "--limit", "2", "-q"]
+    # a web project with a manifest.json of its own is not a run: never deleted
+    web = tmp_path / "web"
+    (web / "src").mkdir(parents=True)
+    (web / "manifest.json").write_text('{"name": "app", "version": "1"}')
+    (web / "src" / "main.js").write_text("precious")
+    assert main([*args, "--out", str(web)]) == 2
+    e = capsys.readouterr().err
+    assert "not an envfoundry output" in e and "--resume" not in e
+    assert main([*args, "--out", str(web), "--force"]) == 2
+    assert (web / "src" / "main.js").read_text() == "precious"
+    # a link to a run, and the current directory: emptied and reused, the link and the folder stay
+    assert main([*args, "--out", "real"]) == 0
+    (tmp_path / "link").symlink_to("real")
+    assert main([*args, "--out", "link", "--force", "--samples", "2"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "link").is_symlink() and json.loads((tmp_path / "real" / "manifest.json").read_text())[
+        "samples"] == 2
+    monkeypatch.chdir(tmp_path / "real")
+    assert main([*args, "--out", ".", "--force", "--samples", "3"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "real" / "manifest.json").read_text())["samples"] == 3
+    # a folder that holds the current directory is not deleted under it
+    (tmp_path / "real" / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "real" / "sub")
+    assert main([*args, "--out", "..", "--force"]) == 2
+    assert "current directory" in capsys.readouterr().err and (tmp_path / "real" / "manifest.json").is_file()
+
+
+def test_a_used_folder_is_named_for_what_it_holds(tmp_path, monkeypatch, capsys):
+    """An audit's folder given to run: no --resume advice (run cannot resume an audit); an audit
+    stopped before audit.json is still an audit, which --force may replace as the refusal says."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    audit = ["audit", COUNTER, "--limit", "2", "--samples", "1", "--probes", "empty", "--out", "aud"]
+    main(audit)
+    capsys.readouterr()
+    assert main(["run", "math", "--model", "scripted:oracle", "--limit", "2", "--out", "aud"]) == 2
+    e = capsys.readouterr().err.replace("\n", " ")
+    assert "holds the output of `envfoundry audit`" in e and "--resume" not in e and "--force" in e
+    shutil.copytree("aud", "stopped")
+    (tmp_path / "stopped" / "audit.json").unlink()  # an audit killed before its report
+    assert main([*audit[:-1], "stopped"]) == 2
+    assert "earlier `envfoundry audit`" in capsys.readouterr().err.replace("\n", " ")
+    assert main([*audit[:-1], "stopped", "--force"]) in (0, 1)
+    assert (tmp_path / "stopped" / "audit.json").is_file()
+
+
+def test_default_folders_are_claimed_at_once_and_removed_when_left_empty(tmp_path, monkeypatch, capsys):
+    from envfoundry.cli.output import default_out
+
+    monkeypatch.chdir(tmp_path)
+    a, b = default_out("runs", "x"), default_out("runs", "x")  # two processes in the same second
+    assert a != b and a.is_dir() and b.is_dir()
+    # a command refused before any work leaves no empty timestamped folder (nor runs/) behind
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.chdir(fresh)
+    assert main(["run", "math", "--model", "scripted:oracle", "--limit", "999999", "-q"]) == 2
+    assert not (fresh / "runs").exists()
+    assert main(["run", "math", "--model", "scripted:oracle", "--limit", "2", "-q"]) == 0
+    assert len(list((fresh / "runs").iterdir())) == 1
+
+
+def test_old_names_keep_the_new_names_range():
+    r = cli("check", "math", "--tasks", "0")
+    assert r.returncode == 2 and "--tasks must be >= 1" in r.stderr
+    r = cli("train", "math", "--eval-tasks", "-1")
+    assert r.returncode == 2 and "--eval-tasks must be >= 0" in r.stderr

@@ -74,7 +74,7 @@ def _module_of(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, modules: set[str]) -> set[str]:
     """envfoundry modules ``path`` imports (anywhere in it: functions, TYPE_CHECKING blocks too)."""
     mod = _module_of(path)
     pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
@@ -83,17 +83,17 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1]) if node.level else ""
             target = ".".join(x for x in (base, node.module or "") if x)
-            for a in node.names:  # `from . import probes_text` imports a module
-                out.add(f"{target}.{a.name}")
-            out.add(target)
+            for a in node.names:  # `from . import probes_text` imports a module, not its package
+                sub = f"{target}.{a.name}"
+                out.add(sub if sub in modules else target)
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
-    return {m for m in out if m.startswith("envfoundry")}
+    return {m for m in out if m in modules and m != mod}
 
 
 def _cycles() -> list[set[str]]:
     mods = {_module_of(p): p for p in SRC.rglob("*.py")}
-    graph = {m: {i for i in _imports(p) if i in mods and i != m} for m, p in mods.items()}
+    graph = {m: _imports(p, set(mods)) for m, p in mods.items()}
     # strongly connected components (Tarjan, iterative enough for a package this size)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     index, low, stack, on, comps = {}, {}, [], set(), []

@@ -96,3 +96,26 @@ def test_a_slot_that_dies_among_several_is_dropped_and_the_run_goes_on(tmp_path)
     assert r.stderr.count("was killed by signal 11") == 2  # the second stops the run: both are described
     assert sorted(p.name for p in (out / "server-logs").iterdir()) == ["slot-0.log", "slot-1.log"]
     assert all(x["outcome"] == "completed" for x in _records(out))
+
+
+def test_a_slot_that_dies_while_others_go_on_is_named_with_its_signal_and_its_log_is_kept(tmp_path):
+    """One slot of two crashes mid-run: the run finishes on the other, and the warning says how the
+    dead server ended and where its log is (kept, not deleted with the temporary files)."""
+    out = tmp_path / "run"
+    model = tmp_path / "fake.gguf"
+    model.write_bytes(b"GGUF fake")
+    env = {**os.environ, "ENVFOUNDRY_LLAMA_SERVER_MODULE": "tests.fake_llama_server",
+           "FAKE_LLAMA_MODE": "first_crashes_after:2", "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path),
+           "COLUMNS": "200"}
+    r = subprocess.run([sys.executable, "-m", "envfoundry", "run", "math", "--model", f"local:{model}", "--slots", "2",
+                        "--limit", "8", "--concurrency", "2", "--out", str(out), "-q"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    err = r.stderr.replace("\n", " ")
+    assert "model server slot 0" in err and "was killed by signal 11 (SIGSEGV" in err
+    assert "the other slots went on" in err
+    logs = list(tmp_path.glob("envfoundry-llama-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err  # the dead slot's log stays; the live one's is removed
+    assert "crash (SIGSEGV)" in logs[0].read_text()
+    recs = _records(out)
+    assert len(recs) == 8 and all(x["outcome"] == "completed" for x in recs)

@@ -450,10 +450,10 @@ def test_a_huge_concurrency_runs_no_more_rollouts_at_once_than_there_are(tmp_pat
 ])
 def test_a_task_source_that_fails_is_one_clear_line_in_every_command(tmp_path, source, says):
     code = (Path(__file__).parents[1] / "examples" / "counter_env.py").read_text()
-    assert "tasks=lambda split, seed: ProceduralTasks(" in code
+    source_line = 'tasks=ProceduralTasks.source(_generate, sizes={"train": 400, "test": 100}),'
+    assert source_line in code
     env = tmp_path / "e.py"
-    env.write_text(code.replace("tasks=lambda split, seed: ProceduralTasks(",
-                                f"tasks=lambda split, seed: {source} if True else ProceduralTasks("))
+    env.write_text(code.replace(source_line, f"tasks=lambda split, seed: {source},"))
     spec = f"{env}:make_env"
     for args in (["run", "--model", "scripted:oracle", spec, "--out", str(tmp_path / "r"), "-q"], ["check", spec],
                  ["calibrate", spec, "--model", "scripted:random", "--out", str(tmp_path / "c")],

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as _dt
+import json
+import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import UsageError
 
 #: files that mark a folder as an envfoundry output (a run, an audit, a calibration, a training)
 OUTPUT_MARKERS = ("manifest.json", "audit.json", "calibration.json", "train_config.json")
+
+#: what each command's output holds at its top: a marker file and keys its JSON object must have
+#: (a ``manifest.json`` of some other program is not a run); an audit or a calibration that was
+#: interrupted before its own file was written is known by its sub-runs or its state file
+_KINDS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
+    "run": (("manifest.json", frozenset({"env", "env_version", "task_ids", "samples", "policy"})),),
+    "audit": (("audit.json", frozenset({"env", "env_version", "findings", "probes"})),),
+    "calibrate": (("calibration.json", frozenset({"format", "env", "verdicts", "band"})),
+                  ("state.json", frozenset({"format", "env", "band", "budget"}))),
+    "train": (("train_config.json", frozenset({"env", "model", "steps", "group_size"})),),
+}
+#: the largest marker file read (a run's manifest lists its task ids)
+_MAX_MARKER_BYTES = 256 << 20
 
 
 def env_stem(spec: str) -> str:
@@ -19,25 +37,93 @@ def env_stem(spec: str) -> str:
 
 def default_out(base: Path | str, prefix: str) -> Path:
     """``BASE/PREFIX-YYYYMMDD-HHMMSS``, with ``-2``, ``-3``... when that folder exists already (two
-    commands in the same second): a default output folder never collides, like inspect's logs."""
+    commands in the same second): a default output folder never collides, like inspect's logs. The
+    folder is made here (an atomic claim, so two processes never get the same one) and removed
+    again when the command ends with it still empty (a refusal before any work)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     first = Path(base) / f"{prefix}-{stamp}"
+    made = [d for d in reversed(first.absolute().parents) if not d.exists()]
     p, n = first, 1
-    while p.exists():
-        n += 1
-        p = first.with_name(f"{first.name}-{n}")
+    while True:
+        try:
+            p.mkdir(parents=True)
+            break
+        except FileExistsError:
+            n += 1
+            p = first.with_name(f"{first.name}-{n}")
+        except OSError as e:
+            raise UsageError(f"cannot make the output folder {str(p)!r}: {e.strerror or e}; choose --out") from None
+    _remove_when_done([p.absolute(), *reversed(made)])
     return p
 
 
+def _remove_when_done(dirs: list[Path]) -> None:
+    """Remove ``dirs`` (deepest first) that are still empty when the command ends (its click
+    context closes; at exit outside the command line)."""
+    def remove() -> None:
+        for d in dirs:
+            try:
+                d.rmdir()  # never removes a folder that holds anything
+            except OSError:
+                break
+
+    ctx = _current_context()
+    if ctx is not None:
+        ctx.call_on_close(remove)
+    else:
+        atexit.register(remove)
+
+
+def _current_context() -> Any:
+    """The running command's click context (typer >= 0.20 has its own copy of click), or None."""
+    import importlib
+
+    for name in ("typer._click.globals", "click.globals"):
+        try:
+            ctx = importlib.import_module(name).get_current_context(silent=True)
+        except (ImportError, AttributeError):
+            continue
+        if ctx is not None:
+            return ctx
+    return None
+
+
+def _marker(p: Path) -> dict[str, Any] | None:
+    """The JSON object in the file ``p``, or None (absent, too large, not JSON, not an object)."""
+    try:
+        if not p.is_file() or p.stat().st_size > _MAX_MARKER_BYTES:
+            return None
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def output_kind(p: Path) -> str | None:
+    """The command whose output ``p`` holds (``run``, ``audit``, ``calibrate``, ``train``), known by
+    its marker file's content, or None when it is not an envfoundry output."""
+    for kind, markers in _KINDS.items():
+        for name, keys in markers:
+            obj = _marker(p / name)
+            if obj is not None and keys <= obj.keys():
+                return kind
+    with contextlib.suppress(OSError):  # an audit stopped before audit.json: its baseline and probe runs
+        subs = [d for d in p.iterdir() if d.is_dir() and (d.name == "baseline-noop" or d.name.startswith("probe-"))]
+        if subs and all(output_kind(d) == "run" for d in subs):
+            return "audit"
+    return None
+
+
 def is_envfoundry_output(p: Path) -> bool:
-    """True when ``p`` holds what an envfoundry command wrote (a marker file at its top)."""
-    return any((p / m).is_file() for m in OUTPUT_MARKERS)
+    """True when ``p`` holds what an envfoundry command wrote (see :func:`output_kind`)."""
+    return output_kind(p) is not None
 
 
 def prepare_out(out: Path, *, command: str, resume: bool, force: bool, spec: str | None = None) -> None:
     """The rule for an output folder that is already used: without ``--resume`` it is refused,
-    naming ``--resume`` and ``--force``; ``--force`` replaces it, but only an envfoundry output
-    (never a folder of other files)."""
+    naming ``--resume`` (for this command's own output) and ``--force``; ``--force`` empties it,
+    but only an envfoundry output (never a folder of other files), and never one that holds the
+    current directory."""
     if resume and force:
         raise UsageError("give --resume (continue what --out holds) or --force (replace it), not both")
     if resume or not out.exists():
@@ -46,13 +132,27 @@ def prepare_out(out: Path, *, command: str, resume: bool, force: bool, spec: str
         raise UsageError(f"--out {str(out)!r} exists and is not a directory")
     if not any(out.iterdir()):
         return
+    kind = output_kind(out)
     if not force:
-        ours = is_envfoundry_output(out)
-        what = f"holds the output of an earlier `envfoundry {command}`" if ours else "is not empty"
-        again = f"envfoundry {command} {spec + ' ' if spec else ''}--out {out}"
-        raise UsageError(f"--out {str(out)!r} {what}: continue it with `{again} --resume`, replace it with "
-                         f"`{again} --force`, or choose another --out (or none: a new timestamped folder)")
-    if not is_envfoundry_output(out):
+        again = f"envfoundry {command} {shlex.quote(spec) + ' ' if spec else ''}--out {shlex.quote(str(out))}"
+        other = "choose another --out (or none: a new timestamped folder)"
+        if kind == command:
+            raise UsageError(f"--out {str(out)!r} holds the output of an earlier `envfoundry {command}`: continue "
+                             f"it with `{again} --resume`, replace it with `{again} --force`, or {other}")
+        if kind is not None:
+            raise UsageError(f"--out {str(out)!r} holds the output of `envfoundry {kind}`: replace it with "
+                             f"`{again} --force`, or {other}")
+        raise UsageError(f"--out {str(out)!r} is not empty and is not an envfoundry output: {other}")
+    if kind is None:
         raise UsageError(f"--force replaces only an envfoundry output folder; {str(out)!r} holds other files "
-                         "(no manifest.json, audit.json, calibration.json or train_config.json): choose another --out")
-    shutil.rmtree(out)
+                         "(no envfoundry manifest.json, audit.json, calibration.json or train_config.json): "
+                         "choose another --out")
+    target, here = out.resolve(), Path.cwd().resolve()
+    if here != target and here.is_relative_to(target):
+        raise UsageError(f"--force would delete the current directory, which is inside {str(out)!r}: run the "
+                         "command from another folder")
+    for child in out.iterdir():  # the folder itself stays (it may be `.`, or a link to a run)
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()

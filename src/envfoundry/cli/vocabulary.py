@@ -190,8 +190,10 @@ Threads = Annotated[Optional[int], typer.Option("--threads", callback=_threads,
 
 
 def hidden(flag: str) -> Any:
-    """A deprecated name kept for one release: accepted, not shown in ``--help``."""
-    return typer.Option(flag, hidden=True)
+    """A deprecated name kept for one release: accepted, not shown in ``--help``, and checked
+    against the range of its new name (``--tasks -3`` is refused as ``--limit -3`` is)."""
+    rng = RANGES.get(RENAMED.get(flag, ""))
+    return typer.Option(flag, hidden=True, **({"callback": _checked(flag, rng)} if rng is not None else {}))
 
 
 #: the names used before this vocabulary (old -> new), accepted for one release

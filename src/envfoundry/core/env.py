@@ -44,7 +44,10 @@ class Environment:
     """An RL environment for LLM agents, built by composition (or by subclassing).
 
     Args:
-        name, version, description: identity; ``version`` goes into every task id.
+        name, version, description: identity; ``version`` goes into every task id. Tasks that
+            leave their ``env``/``env_version`` out get these; a task naming another environment,
+            or another version when ``version`` is given, is refused. Without ``version`` (it is
+            then ``"0.1.0"``), tasks that state their own ``env_version`` keep it (older sources).
         tasks: ``tasks(split, seed) -> Sequence[Task]``; must be a pure function of its arguments.
             Tasks may leave ``env`` and ``env_version`` out: the environment fills in its own.
         splits: the split names ``tasks`` accepts; default: ``tasks.splits`` when the source has
@@ -70,7 +73,7 @@ class Environment:
         name: str,
         tasks: TaskSourceFn,
         graders: Grader | Callable[[GradeInput], Score] | Sequence[Any],
-        version: str = "0.1.0",
+        version: str | None = None,
         description: str = "",
         splits: Sequence[str] | None = None,
         tools: Iterable[Tool | Callable[..., Any]] = (),
@@ -84,7 +87,8 @@ class Environment:
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.name = name
-        self.version = version
+        self.version = version if version is not None else "0.1.0"
+        self._version_stated = version is not None
         #: (spec, args) when made by :func:`envfoundry.load`; worker processes load it again from these
         self.loaded_from: tuple[str, dict[str, str]] | None = None
         self.description = description
@@ -174,14 +178,13 @@ class Environment:
         left them out; a task of another environment or version is an EnvLoadError)."""
         try:
             if isinstance(tasks, (list, tuple)):
-                if all(t.env == self.name and t.env_version == self.version for t in tasks):
-                    return tasks
-                return [t.for_env(self.name, self.version) for t in tasks]
-            if first is None or first.for_env(self.name, self.version) is first:
+                owned = [t.for_env(self.name, self.version, check_version=self._version_stated) for t in tasks]
+                return tasks if all(a is b for a, b in zip(owned, tasks, strict=True)) else owned
+            if first is None or first.for_env(self.name, self.version, check_version=self._version_stated) is first:
                 return tasks  # a lazy source whose tasks name this environment: kept as it is
         except ValueError as e:
             raise EnvLoadError(f"{where}: {e}") from None
-        return _OwnedTasks(tasks, self.name, self.version, where)
+        return _OwnedTasks(tasks, self.name, self.version, self._version_stated, where)
 
     # ---------------------------------------------------------------- running
     def reset(self, task: Task, *, seed: int) -> Episode:
@@ -315,8 +318,9 @@ class Episode:
 class _OwnedTasks(Sequence[Task]):
     """A lazy task source's tasks with the environment's name and version filled in, one at a time."""
 
-    def __init__(self, tasks: Sequence[Task], name: str, version: str, where: str) -> None:
+    def __init__(self, tasks: Sequence[Task], name: str, version: str, check_version: bool, where: str) -> None:
         self._tasks, self._name, self._version, self._where = tasks, name, version, where
+        self._check = check_version
         self._made: dict[int, Task] = {}
 
     def __len__(self) -> int:
@@ -330,7 +334,7 @@ class _OwnedTasks(Sequence[Task]):
         hit = self._made.get(i)
         if hit is None:
             try:
-                hit = self._tasks[i].for_env(self._name, self._version)
+                hit = self._tasks[i].for_env(self._name, self._version, check_version=self._check)
             except ValueError as e:
                 raise EnvLoadError(f"{self._where}: {e}") from None
             if len(self._made) > 100_000:

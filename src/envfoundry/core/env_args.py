@@ -83,6 +83,8 @@ def convert(raw: str, hint: Any) -> Any:
         members = [p for p in params if p is not type(None)]
         if len(members) < len(params) and raw.strip().lower() in _NONE:
             return None
+        if len(members) == 1:
+            return convert(raw, members[0])
         for m in members:
             try:
                 return convert(raw, m)
@@ -98,7 +100,13 @@ def convert(raw: str, hint: Any) -> Any:
         item = params[0] if params and params[0] is not Ellipsis else str
         if origin is tuple and len(params) > 1 and params[1] is not Ellipsis:
             raise _Bad("fixed-length tuples are not supported; use tuple[X, ...]")
-        values = [convert(x.strip(), item) for x in raw.split(",") if x.strip()]
+        values = []
+        for x in (x.strip() for x in raw.split(",")):
+            if x:
+                try:
+                    values.append(convert(x, item))
+                except _Bad as e:
+                    raise _Bad(f"item {x!r}: {e}") from None
         kind = origin or hint
         if kind is tuple:
             return tuple(values)

@@ -190,11 +190,28 @@ def _target_of(factory: str | Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+def _group_entry_points(group: str) -> list[tuple[str, Any]]:
+    """(distribution, entry point) of ``group``, per distribution name the first copy on the path
+    that declares any. Unlike ``entry_points()``, a copy that declares none (a stale
+    ``src/*.egg-info`` ahead of the installed metadata, as ``PYTHONPATH=src`` gives) does not hide
+    a later one that does."""
+    seen: set[str] = set()
+    out = []
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "an unknown package") if dist.metadata else "an unknown package"
+        key = name.lower().replace("_", "-")
+        eps = [ep for ep in dist.entry_points if ep.group == group]
+        if not eps or key in seen:
+            continue
+        seen.add(key)
+        out += [(name, ep) for ep in eps]
+    return out
+
+
 def _scan_entry_points(group: str) -> tuple[dict[str, Entry], dict[str, list[Entry]], list[str]]:
     found: dict[str, list[Entry]] = {}
     problems: list[str] = []
-    for ep in importlib.metadata.entry_points(group=group):
-        dist = getattr(getattr(ep, "dist", None), "name", None) or "an unknown package"
+    for dist, ep in _group_entry_points(group):
         why = check_name(ep.name)
         if why:
             problems.append(f"{dist}: entry point {ep.name!r} skipped: {why}")

@@ -68,18 +68,19 @@ class Task(BaseModel):
         object.__setattr__(self, "id", expected)
         return self
 
-    def for_env(self, name: str, version: str) -> Task:
+    def for_env(self, name: str, version: str, *, check_version: bool = True) -> Task:
         """This task as a task of environment ``name`` ``version``: itself when it already says so,
-        a copy with both filled in (and its id computed again) when it left them out. A task that
-        names another environment or version is a ValueError."""
-        if self.env == name and self.env_version == version:
+        a copy with what it left out filled in (and its id computed again). A task that names
+        another environment, or (with ``check_version``) another version, is a ValueError."""
+        own_version = self.env_version if (self.env_version and not check_version) else version
+        if self.env == name and self.env_version == own_version:
             return self
-        for field, mine, theirs in (("env", self.env, name), ("env_version", self.env_version, version)):
+        for field, mine, theirs in (("env", self.env, name), ("env_version", self.env_version, own_version)):
             if mine and mine != theirs:
                 raise ValueError(
                     f"task {self.id} has {field}={mine!r}, but its environment is {name!r} version "
                     f"{version!r}; leave env and env_version out of tasks (the environment fills them in)"
                 )
         # a shallow copy: data and world are shared with the original, which nobody mutates
-        task = self.model_copy(update={"env": name, "env_version": version, "id": ""})
+        task = self.model_copy(update={"env": name, "env_version": own_version, "id": ""})
         return task._set_id()

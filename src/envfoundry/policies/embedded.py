@@ -151,6 +151,7 @@ class LocalPolicy:
         self.name = self.model_path.stem
         self._router: SlotRouter | None = None
         self._starting: asyncio.Lock | None = None  # two concurrent start()s start the servers once
+        self._reported: set[int] = set()  # slots whose death postmortem() described already
 
     @property
     def server(self) -> LocalServer:
@@ -212,7 +213,19 @@ class LocalPolicy:
         finally:
             self._router = None
             self._starting = None  # bound to this event loop
+            self._warn_dead()
             await self._stop_servers()
+
+    def _warn_dead(self) -> None:
+        """A warning for each slot whose server died during the run while others went on (its exit
+        status or signal and its log, which is kept), unless :meth:`postmortem` told of it already."""
+        for i, srv in enumerate(self.servers):
+            how = srv.exit_description()
+            if how is None or i in self._reported:
+                continue
+            self._reported.add(i)
+            warnings.warn(f"model server slot {i} (pid {srv.pid}) {how} during the run; the other slots went on; "
+                          f"its log is kept: {srv.log_path}", RuntimeWarning, stacklevel=2)
 
     async def act(self, ep: Episode) -> PolicyOutput:
         if self._router is None:
@@ -230,6 +243,7 @@ class LocalPolicy:
             how = srv.exit_description()
             if how is None:
                 continue
+            self._reported.add(i)
             where = srv.log_path
             if keep_logs_in is not None and where is not None and where.exists():
                 with contextlib.suppress(OSError):

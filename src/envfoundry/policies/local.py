@@ -447,6 +447,9 @@ class LocalServer:
     def _startup_error(self, reason: str) -> LocalServerError:
         tail = _read_tail(self._log_path, self._log_offset) if self._log_path else ""
         msg = f"{reason} (model {self._model_path}, log {self._log_path})"
+        if "killed by signal" in reason and self.repack:
+            msg += (f"; {REPACK_ENV}=1 keeps llama.cpp's weight repacking, which crashes some builds on CPUs "
+                    f"with AMX: unset it")
         if "killed by signal" in reason:
             msg += ("; llama-cpp-python may be built for features this CPU lacks: rebuild it portably with "
                     "CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --force-reinstall --no-cache-dir "
@@ -570,12 +573,14 @@ class LocalServer:
             pass
 
     def _terminate(self, keep_log: bool = False) -> None:
-        """SIGTERM the process group, wait ``stop_grace``, SIGKILL what is left, reap."""
+        """SIGTERM the process group, wait ``stop_grace``, SIGKILL what is left, reap. The log of a
+        server that had died by itself (a crash) is kept, to be read after the run."""
         with self._lock:
             proc = self._proc
             if proc is None:
                 return
             self._ready = False
+            keep_log = keep_log or proc.poll() is not None
             if proc.poll() is None:
                 self._signal_group(signal.SIGTERM)
                 try:

@@ -8,7 +8,9 @@ import datetime as _dt
 import errno
 import functools
 import inspect
+import math
 import platform
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,30 +43,45 @@ rollouts. The default 0 tolerates none (after each rollout's retries), as inspec
 
 
 def check_max_errors(value: MaxErrors) -> MaxErrors:
-    """``value`` if it is a valid tolerance (see :data:`MaxErrors`), else a UsageError."""
-    import math
+    """``value`` if it is a valid tolerance (see :data:`MaxErrors`), else a UsageError. Any integer
+    type (``numpy.int64`` too) is a count, any other real number a share."""
+    import numbers
 
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UsageError(f"max_errors must be a count (int) or a share (float in [0, 1]), got {value!r}")
-    if isinstance(value, int) and value < 0:
-        raise UsageError(f"--max-errors must be >= 0, got {value}")
-    if isinstance(value, float) and not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise UsageError(f"--max-errors as a share must be in [0, 1], got {value}")
+    if isinstance(value, numbers.Integral):
+        if value < 0:
+            raise UsageError(f"max_errors must be >= 0, got {value}")
+        return int(value)
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise UsageError(f"max_errors as a share must be a number from 0 to 1, got {value}")
     return value
 
 
 def parse_max_errors(text: str) -> MaxErrors:
     """``--max-errors``: ``N`` (a count), ``P%`` or a fraction such as ``0.05`` (a share)."""
+    import re
+
     t = text.strip()
+    usage = f"--max-errors expects a count (5), a share (0.05) or a percentage (5%), got {text!r}"
+    if re.fullmatch(r"\+?[0-9]+", t):
+        return int(t)
+    pct = t.endswith("%")
     try:
-        if t.endswith("%"):
-            return check_max_errors(float(t[:-1]) / 100)
-        if t.isdigit():
-            return check_max_errors(int(t))
-        return check_max_errors(float(t))
+        x = float(t[:-1] if pct else t)
     except ValueError:
-        raise UsageError(f"--max-errors expects a count (5), a share (0.05) or a percentage (5%), got {text!r}") \
-            from None
+        raise UsageError(usage) from None
+    if not math.isfinite(x):
+        raise UsageError(usage)
+    if x < 0:
+        raise UsageError(f"--max-errors must be >= 0, got {text.strip()!r}")
+    if pct and x > 100:
+        raise UsageError(f"--max-errors as a percentage must be from 0% to 100%, got {text.strip()!r}")
+    if not pct and x > 1:
+        whole = f" (for a count, write it without a decimal point: {int(x)})" if x.is_integer() else ""
+        raise UsageError(f"--max-errors as a share must be a number from 0 to 1, got {text.strip()!r}{whole}")
+    return x / 100 if pct else x
 
 
 @dataclass
@@ -91,9 +108,12 @@ class Run:
     @property
     def tolerated(self) -> int:
         """The most errored rollouts this run may have and still succeed."""
-        if isinstance(self.max_errors, float):
-            return int(self.max_errors * int(self.summary.get("n_trajectories") or 0))
-        return int(self.max_errors)
+        import numbers
+
+        if isinstance(self.max_errors, numbers.Integral):
+            return int(self.max_errors)
+        # a share, rounded first: 0.29 * 100 is 28.999999999999996, and 29% of 100 rollouts is 29
+        return math.floor(round(float(self.max_errors) * int(self.summary.get("n_trajectories") or 0), 6))
 
     @property
     def ok(self) -> bool:
@@ -112,7 +132,8 @@ class Run:
         lines += [f"  {k} x {cause}" for cause, k in causes[:3]]
         if not self.summary.get("n_scored"):
             lines.append("nothing was measured: no rollout was scored")
-        lines.append(f"the errored rollouts are run again by: envfoundry run --out {self.path} --resume")
+        lines.append(f"the errored rollouts are run again by: envfoundry run --out {shlex.quote(str(self.path))} "
+                     "--resume")
         return "\n".join(lines)
 
     def records(self) -> Iterator[dict[str, Any]]:
