@@ -366,3 +366,20 @@ def test_old_names_keep_the_new_names_range():
     assert r.returncode == 2 and "--tasks must be >= 1" in r.stderr
     r = cli("train", "math", "--eval-tasks", "-1")
     assert r.returncode == 2 and "--eval-tasks must be >= 0" in r.stderr
+
+
+def test_resume_continues_only_the_commands_own_output(tmp_path, monkeypatch, capsys):
+    """An audit resumed into a calibration's or a project's folder would mix its files into them."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["calibrate", COUNTER, "--model", "scripted:oracle", "--limit", "2", "--samples", "2", "--out", "cal",
+                 "-q"]) == 0
+    before = sorted(p.name for p in (tmp_path / "cal").iterdir())
+    capsys.readouterr()
+    audit = ["audit", COUNTER, "--limit", "2", "--samples", "1", "--probes", "empty", "--resume", "--out"]
+    assert main([*audit, "cal"]) == 2
+    assert "holds the output of `envfoundry calibrate`" in capsys.readouterr().err.replace("\n", " ")
+    assert sorted(p.name for p in (tmp_path / "cal").iterdir()) == before
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("mine")
+    assert main([*audit, "project"]) == 2
+    assert [p.name for p in (tmp_path / "project").iterdir()] == ["notes.txt"]

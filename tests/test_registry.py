@@ -147,6 +147,17 @@ def test_envfoundrys_own_environments_come_from_its_entry_points():
     assert list(empty) == [] and empty.own_missing()
 
 
+def test_a_stale_copy_of_the_metadata_ahead_on_the_path_does_not_hide_the_environments(tmp_path):
+    """``PYTHONPATH=src`` puts setuptools' stale ``src/envfoundry.egg-info`` (no entry points) first."""
+    stale = tmp_path / "stale" / "envfoundry.egg-info"
+    stale.mkdir(parents=True)
+    (stale / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: envfoundry\nVersion: 0.0.0\n")
+    (stale / "entry_points.txt").write_text("[console_scripts]\nenvfoundry = envfoundry.cli:_entry\n")
+    r = _cli("run", "math", "--model", "scripted:oracle", "--limit", "1", "--out", str(tmp_path / "r"), "-q",
+             pythonpath=stale.parent, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
 def make_named():
     """A module-level factory, registered by object in a test below."""
     return load(f"{COUNTER}:make_env")

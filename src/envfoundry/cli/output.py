@@ -107,11 +107,15 @@ def output_kind(p: Path) -> str | None:
             obj = _marker(p / name)
             if obj is not None and keys <= obj.keys():
                 return kind
-    with contextlib.suppress(OSError):  # an audit stopped before audit.json: its baseline and probe runs
-        subs = [d for d in p.iterdir() if d.is_dir() and (d.name == "baseline-noop" or d.name.startswith("probe-"))]
-        if subs and all(output_kind(d) == "run" for d in subs):
+    with contextlib.suppress(OSError):  # an audit stopped before audit.json: only its baseline and probe runs
+        entries = list(p.iterdir())
+        if entries and all(_audit_part(d) for d in entries) and any(output_kind(d) == "run" for d in entries):
             return "audit"
     return None
+
+
+def _audit_part(d: Path) -> bool:
+    return d.is_dir() and not d.is_symlink() and (d.name == "baseline-noop" or d.name.startswith("probe-"))
 
 
 def is_envfoundry_output(p: Path) -> bool:
@@ -120,19 +124,26 @@ def is_envfoundry_output(p: Path) -> bool:
 
 
 def prepare_out(out: Path, *, command: str, resume: bool, force: bool, spec: str | None = None) -> None:
-    """The rule for an output folder that is already used: without ``--resume`` it is refused,
-    naming ``--resume`` (for this command's own output) and ``--force``; ``--force`` empties it,
+    """The rule for an output folder that is already used: ``--resume`` continues only this
+    command's own output; without it the folder is refused, naming ``--resume`` (for this
+    command's own output) and ``--force``; ``--force`` empties it,
     but only an envfoundry output (never a folder of other files), and never one that holds the
     current directory."""
     if resume and force:
         raise UsageError("give --resume (continue what --out holds) or --force (replace it), not both")
-    if resume or not out.exists():
+    if not out.exists():
         return
     if not out.is_dir():
         raise UsageError(f"--out {str(out)!r} exists and is not a directory")
     if not any(out.iterdir()):
         return
     kind = output_kind(out)
+    if resume:  # continue only this command's own output: never write an audit into a calibration
+        if kind != command:
+            holds = f"the output of `envfoundry {kind}`" if kind else "no envfoundry output"
+            raise UsageError(f"--resume continues an earlier `envfoundry {command}`, but --out {str(out)!r} holds "
+                             f"{holds}: give the --out of the {command} to continue, or drop --resume")
+        return
     if not force:
         again = f"envfoundry {command} {shlex.quote(spec) + ' ' if spec else ''}--out {shlex.quote(str(out))}"
         other = "choose another --out (or none: a new timestamped folder)"

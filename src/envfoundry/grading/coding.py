@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core.errors import UsageError
 from .labelset import LabelSet, build_label_set, fmt, parse_label_set
-from .tables import Problems, id_value, number, parse_label
+from .values import Problems, id_value, number, parse_label
 
 REFERENCE_NAMES = ("gold", "ground_truth")
 

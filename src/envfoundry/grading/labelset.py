@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import UsageError
-from .labels import SCALES
-from .tables import Problems, parse_label
+from .values import Problems, parse_label
 
+#: the scales of an agreement study
+SCALES = ("binary", "ordinal", "continuous", "nominal")
 #: fail and pass words, pairwise (``NEGATIVE[i]`` is the opposite of ``POSITIVE[i]``)
 NEGATIVE = ("fail", "failed", "failure", "false", "no", "unsuccessful", "incorrect", "wrong", "bad", "reject",
             "rejected", "invalid", "n", "f")

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import UsageError
 from ..core.seeding import derive_seed
 from . import agreement as m
+from .agreement_report import AgreementReport, Metric, metric
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .agree import AgreementReport, LabelData, Metric
+    from .coding import LabelData
 
 
 def _raters(data: LabelData, grader: dict[str, float] | None) -> dict[str, dict[str, float]]:
@@ -41,8 +42,6 @@ def rater_pairs(data: LabelData, grader: dict[str, float] | None = None, *, n_bo
                 ) -> list[dict[str, Any]]:
     """Each pair of raters on the items both labelled: Cohen's kappa (linear weights for ordinal
     labels), Spearman's rho for continuous ones."""
-    from .agree import _metric
-
     raters = _raters(data, grader)
     scale = data.labelset.scale
     out = []
@@ -52,10 +51,10 @@ def rater_pairs(data: LabelData, grader: dict[str, float] | None = None, *, n_bo
             continue
         x, y = [raters[a][i] for i in common], [raters[b][i] for i in common]
         if scale == "continuous":
-            met = _metric("spearman", m.spearman, x, y, n_boot=n_boot, seed=derive_seed(seed, a, b))
+            met = metric("spearman", m.spearman, x, y, n_boot=n_boot, seed=derive_seed(seed, a, b))
         else:
             w = "linear" if scale == "ordinal" else None
-            met = _metric("kappa", lambda p, q, w=w: m.cohen_kappa(p, q, weights=w), x, y, n_boot=n_boot,
+            met = metric("kappa", lambda p, q, w=w: m.cohen_kappa(p, q, weights=w), x, y, n_boot=n_boot,
                           seed=derive_seed(seed, a, b))
         out.append({"a": a, "b": b, "n": len(common), "statistic": met.name + ("_linear" if scale == "ordinal" else ""),
                     "value": met.value, "ci": [met.lo, met.hi]})
@@ -66,8 +65,6 @@ def rater_alphas(data: LabelData, grader: dict[str, float] | None = None, *, n_b
                  ) -> list[Metric]:
     """Krippendorff's alpha among the annotators (and with the grader): nominal on every scale
     but continuous, and at the scale's own level (ordinal, interval) besides."""
-    from .agree import _metric
-
     anns = list(data.by)
     if len(anns) < 2:
         return []
@@ -82,7 +79,7 @@ def rater_alphas(data: LabelData, grader: dict[str, float] | None = None, *, n_b
             continue
         mat = _matrix(raters, who, units)
         for level in dict.fromkeys(levels):
-            out.append(_metric(f"krippendorff_alpha_{level} ({name})",
+            out.append(metric(f"krippendorff_alpha_{level} ({name})",
                                lambda a, level=level: m.krippendorff_alpha(a, level=level), mat, n_boot=n_boot,
                                seed=derive_seed(seed, name, level), axis=1))
     return out
@@ -131,8 +128,6 @@ def annotators_report(data: LabelData, *, n_boot: int, seed: int, reference: str
     item, Krippendorff's alpha, Cohen's kappa for two annotators (and each pair), the disagreements."""
     import numpy as np
 
-    from .agree import AgreementReport, _metric
-
     anns = list(data.by)
     if len(anns) < 2:
         raise UsageError(f"agreement among annotators needs two or more annotators, but every label is "
@@ -154,19 +149,19 @@ def annotators_report(data: LabelData, *, n_boot: int, seed: int, reference: str
     nb = {"n_boot": n_boot, "seed": seed}
     mat = _matrix(data.by, anns, units)
     if ls.scale != "continuous":
-        rep.metrics.append(_metric("pairwise_agreement", m.pairwise_agreement, mat, **nb, axis=1,
+        rep.metrics.append(metric("pairwise_agreement", m.pairwise_agreement, mat, **nb, axis=1,
                                    note="share of annotator pairs giving the same label, per item"))
     if len(anns) == 2:
         a, b = anns
         both = [i for i in units if i in data.by[a] and i in data.by[b]]
         x, y = np.array([data.by[a][i] for i in both]), np.array([data.by[b][i] for i in both])
         if ls.scale == "continuous":
-            rep.metrics.append(_metric("spearman", m.spearman, x, y, **nb, note=f"{a} vs {b}"))
+            rep.metrics.append(metric("spearman", m.spearman, x, y, **nb, note=f"{a} vs {b}"))
         else:
-            rep.metrics.append(_metric("cohen_kappa", lambda p, q: m.cohen_kappa(p, q), x, y, **nb, note=f"{a} vs {b}"))
+            rep.metrics.append(metric("cohen_kappa", lambda p, q: m.cohen_kappa(p, q), x, y, **nb, note=f"{a} vs {b}"))
             if ls.scale == "ordinal":
                 for w in ("linear", "quadratic"):
-                    rep.metrics.append(_metric(f"cohen_kappa_{w}", lambda p, q, w=w: m.cohen_kappa(p, q, weights=w),
+                    rep.metrics.append(metric(f"cohen_kappa_{w}", lambda p, q, w=w: m.cohen_kappa(p, q, weights=w),
                                                x, y, **nb, note=f"{a} vs {b}"))
             codes = m.unique_labels(x, y)
             rep.confusion = {"labels": [ls.show(c) for c in codes], "matrix": m.confusion_matrix(x, y, codes).tolist(),
