@@ -129,7 +129,6 @@ def _cycles() -> list[set[str]]:
 #: export's shared helpers move out of export.py once issue 18's edits of those files are in)
 PENDING = [
     {"envfoundry.grading.agree", "envfoundry.grading.raters"},
-    {"envfoundry.rollout.export", "envfoundry.rollout.export_trainers"},
 ]
 
 

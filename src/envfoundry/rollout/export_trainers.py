@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
-from .export import check_output, json_text, own_rows, write_rows
+from .export_rows import check_output, json_text, own_rows, write_rows
 from .store import ERROR_OUTCOMES, RunManifest, RunStore
 
 TRAINER_FORMATS = ("trl", "hf", "verl")

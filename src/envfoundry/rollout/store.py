@@ -19,7 +19,6 @@ except a torn last line, which a killed or running process leaves.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -33,6 +32,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import StoreError, reason
+from ..core.files import atomic_write_text, atomic_writer, ensure_dir
 from ..core.outcome import Outcome
 from ..core.sanitize import clean_text, holds_secret, registered_secrets, storable
 from .summary import light_record
@@ -50,9 +50,6 @@ ERROR_OUTCOMES = frozenset(o.value for o in Outcome if o.is_error)
 OUTCOMES = frozenset(o.value for o in Outcome)
 _SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
 _OPS = frozenset({"insert", "update", "delete"})
-#: errnos of a path that cannot be a directory as given (the user's input, exit 2); any other
-#: failure to make one (a full disk, a read-only file system, no permission) is the machine's
-_PATH_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL})
 
 
 class DamagedRunError(StoreError):
@@ -220,38 +217,6 @@ def _load_json(path: Path) -> tuple[Any, str]:
         raise _damaged(path, None, "nested too deeply") from None
 
 
-def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
-    """Create ``path`` (and its parents) as a directory. A path that cannot be one (under a file,
-    too long) is a StoreError (the user's input); a machine's failure (a full disk, a read-only
-    file system, no permission) an OSError naming the path (exit 1)."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise StoreError(f"{what} {str(p)!r} exists and is not a directory")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        if e.errno in _PATH_ERRNOS:
-            raise StoreError(f"cannot create {what} {str(p)!r}: {e.strerror or e}") from None
-        raise OSError(e.errno, e.strerror, str(p)) from None
-    return p
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all (a temporary file, then a rename). A failure (a full
-    disk) leaves the old file as it was, no temporary file, and an OSError naming ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OSError(e.errno, e.strerror, str(path)) from None  # the errno's own subclass
-
-
 def _missing_parents(p: Path) -> list[Path]:
     """``p`` and those of its ancestors that do not exist, deepest first."""
     out = []
@@ -385,19 +350,11 @@ class RunStore:
             if lines:
                 _append_synced(self.path / name, b"".join(lines))
         if drop or not ends_cleanly:
-            tmp = tp.with_name(f".{tp.name}.tmp")
-            try:
-                with open(tp, "rb") as src, open(tmp, "wb") as dst:
-                    for i, line in enumerate(src):
-                        if i not in drop:
-                            dst.write(line if line.endswith(b"\n") else line + b"\n")
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                os.replace(tmp, tp)
-            except OSError as e:  # a full disk: the trajectories stay as they were
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise OSError(e.errno, e.strerror, str(tp)) from None
+            # a full disk: the trajectories stay as they were (an OSError naming them)
+            with open(tp, "rb") as src, atomic_writer(tp, "wb") as dst:
+                for i, line in enumerate(src):
+                    if i not in drop:
+                        dst.write(line if line.endswith(b"\n") else line + b"\n")
         return done
 
     def __enter__(self) -> RunStore:
