@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from envfoundry.core.errors import UsageError
-from envfoundry.grading.agree import compare, load_labels, load_scores, prepare_labels
 from envfoundry.grading.agreement import pairwise_agreement
+from envfoundry.grading.coding import prepare_labels
+from envfoundry.grading.compare import compare
+from envfoundry.quality.agree import load_labels, load_scores
 from tests.conftest import cli
 
 BOOT = 50
@@ -327,7 +329,7 @@ def test_spellings_that_differ_in_case_warn_and_strict_refuses():
 
 
 def test_threshold_must_split_the_scores():
-    from envfoundry.grading.agree import check_threshold
+    from envfoundry.grading.coding import check_threshold
 
     unit = [{"id": "a", "score": 0.2}, {"id": "b", "score": 0.9}]
     check_threshold(0.5, unit)

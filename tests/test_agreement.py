@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from envfoundry.grading import agreement as A
-from envfoundry.grading.agree import compare, load_labels, run_judge, shipped_labels
+from envfoundry.grading.compare import compare
+from envfoundry.quality.agree import load_labels, run_judge, shipped_labels
 from tests.conftest import cli
 
 TOL = 1e-9
@@ -246,7 +247,7 @@ def test_agree_cli_scores_and_usage(tmp_path: Path):
 
 
 def test_report_json_keeps_text_and_turns_nan_into_null():
-    from envfoundry.grading.agree import _json_safe
+    from envfoundry.grading.agreement_report import json_safe as _json_safe
 
     data = {"kappa": float("nan"), "note": "NaN labels dropped", "ci": (np.float64(0.5), float("inf")), 3: "k"}
     assert json.loads(json.dumps(_json_safe(data), allow_nan=False)) == {
@@ -294,7 +295,8 @@ def test_agree_rejects_bad_values_with_exit_2(tmp_path, labels, scores, extra, m
 
 
 def test_null_labels_are_missing_not_errors(tmp_path):
-    from envfoundry.grading.agree import compare, load_labels
+    from envfoundry.grading.compare import compare
+    from envfoundry.quality.agree import load_labels
 
     (tmp_path / "l.jsonl").write_text('{"id": "a", "label": null, "annotator": "x"}\n'
                                       '{"id": "a", "label": 1, "annotator": "y"}\n'
@@ -360,7 +362,7 @@ def test_agree_save_checks_its_path_before_judging(tmp_path):
 
 
 def test_agree_save_writes_the_scores_whole(tmp_path):
-    from envfoundry.grading.labels import write_jsonl
+    from envfoundry.quality.agree import write_jsonl
     from envfoundry.testing import StubServer
 
     labels, items = _support_copy(tmp_path)
@@ -480,7 +482,7 @@ def test_saved_scores_get_the_usual_file_mode(tmp_path):
     import os
     import stat
 
-    from envfoundry.grading.labels import write_jsonl
+    from envfoundry.quality.agree import write_jsonl
 
     umask = os.umask(0o022)
     try:

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from envfoundry.core.errors import UsageError
+
 from envfoundry import Environment, Message, Policy, Score, Task, load
 from envfoundry.envs import BUILTIN
 from envfoundry.envs.math.grader import parse_answer
@@ -156,8 +158,10 @@ def test_resume_and_reproducible_by_seed(tmp_path):
     tp = tmp_path / "a" / "probe-judge_injection" / "trajectories.jsonl"
     kept = tp.read_text().splitlines()[:5]
     tp.write_text("\n".join(kept) + "\n" + '{"task_id": "torn')
-    c = audit_env(env, config=AuditConfig(tasks=99, samples=9, seed=0, out=tmp_path / "a", resume=True))
-    assert len(tp.read_text().splitlines()) == 12  # 6 tasks x 2 samples, stored values win over the options
+    with pytest.raises(UsageError, match=r"--limit 99 differs .*--samples 9 differs .*--seed 0 differs"):
+        audit_env(env, config=AuditConfig(tasks=99, samples=9, seed=0, out=tmp_path / "a", resume=True))
+    c = audit_env(env, config=AuditConfig(samples=2, out=tmp_path / "a", resume=True))  # the same value is fine
+    assert len(tp.read_text().splitlines()) == 12  # 6 tasks x 2 samples: the stored values
     assert c.config["seed"] == 3 and c.config["tasks"] == 6
     assert _flagged(c) == _flagged(a) == {"judge_injection"}
     jc = next(r for r in c.probes if r.name == "judge_injection")

@@ -293,7 +293,11 @@ def test_a_share_of_max_errors_is_not_lost_to_rounding():
         assert not run(pct / 100, errors=pct + 1).ok
     assert run(np.float32(0.5), errors=50).tolerated == 50  # a numpy share is a share, not a count of 0
     assert check_max_errors(np.int64(3)) == 3 and run(np.int64(3), errors=3).ok
-    assert "--out 'my runs/x' --resume" in Run(Path("my runs/x"), None, {"n_trajectories": 1, "n_errors": 1}).failure
+    spaced = Run(Path("my runs/x"), None, {"n_trajectories": 1, "n_errors": 1})  # type: ignore[arg-type]
+    assert spaced.failure.endswith("--out 'my runs/x' --resume")  # a command that can be pasted
+    # the resume command keeps the tolerance the run was judged by (it is not stored with the run)
+    assert run(0.25, errors=30).failure.endswith("--resume --max-errors 25%")
+    assert run(3, errors=30).failure.endswith("--resume --max-errors 3")
 
 
 def test_force_replaces_only_real_envfoundry_outputs_and_keeps_the_folder(tmp_path, monkeypatch, capsys):
@@ -305,7 +309,7 @@ def test_force_replaces_only_real_envfoundry_outputs_and_keeps_the_folder(tmp_pa
     (web / "manifest.json").write_text('{"name": "app", "version": "1"}')
     (web / "src" / "main.js").write_text("precious")
     assert main([*args, "--out", str(web)]) == 2
-    e = capsys.readouterr().err
+    e = capsys.readouterr().err.replace("\n", " ")
     assert "not an envfoundry output" in e and "--resume" not in e
     assert main([*args, "--out", str(web), "--force"]) == 2
     assert (web / "src" / "main.js").read_text() == "precious"
@@ -383,3 +387,18 @@ def test_resume_continues_only_the_commands_own_output(tmp_path, monkeypatch, ca
     (tmp_path / "project" / "notes.txt").write_text("mine")
     assert main([*audit, "project"]) == 2
     assert [p.name for p in (tmp_path / "project").iterdir()] == ["notes.txt"]
+
+
+def test_the_progress_bar_keeps_its_count_whole_at_80_columns():
+    """On a terminal of 80 columns the bar gives way; the count of rollouts is never cut."""
+    from envfoundry.display import RichProgress
+
+    buf = io.StringIO()
+    p = RichProgress(Console(file=buf, width=80, force_terminal=True, color_system=None))
+    p.start(20000, 5)
+    for i in range(1300):
+        p.advance({"outcome": "completed" if i % 50 else "env_error", "passed": i % 3 == 0})
+    p.stop()
+    last = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", buf.getvalue()).replace("\r", "\n").strip().splitlines()[-1]
+    assert "1305/20000" in last and "…" not in last, last
+    assert re.search(r"passed \d+/1274 scored \(\d+%\) errors 26", last), last

@@ -119,3 +119,16 @@ def test_a_slot_that_dies_while_others_go_on_is_named_with_its_signal_and_its_lo
     assert "crash (SIGSEGV)" in logs[0].read_text()
     recs = _records(out)
     assert len(recs) == 8 and all(x["outcome"] == "completed" for x in recs)
+
+
+def test_a_crash_with_repacking_turned_back_on_names_the_variable_to_unset(tmp_path):
+    model = tmp_path / "fake.gguf"
+    model.write_bytes(b"GGUF fake")
+    env = {**os.environ, "ENVFOUNDRY_LLAMA_SERVER_MODULE": "tests.fake_llama_server", "FAKE_LLAMA_MODE":
+           "crash_first_decode", "ENVFOUNDRY_LLAMA_REPACK": "1", "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path),
+           "COLUMNS": "200"}
+    r = subprocess.run([sys.executable, "-m", "envfoundry", "run", "math", "--model", f"local:{model}", "--limit", "2",
+                        "--out", str(tmp_path / "run"), "-q"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ENVFOUNDRY_LLAMA_REPACK=1 keeps llama.cpp's weight repacking" in r.stderr.replace("\n", " ")

@@ -290,7 +290,7 @@ def test_lora_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert [r["step"] for r in first.log] == [1] and (out / "checkpoints" / "checkpoint-1").is_dir()
     with pytest.raises(UsageError, match="not empty"):
         train(cfg, out, env=probe_env(), model=_tiny_model(tok), tokenizer=tok)
-    with pytest.raises(UsageError, match=r"--lr 0.5 differs from the stored 0.0001"):
+    with pytest.raises(UsageError, match=r"--lr 0.5 differs from the stored \(0.0001\)"):
         train(cfg.model_copy(update={"lr": 0.5}), out, resume=True, env=probe_env(), model=_tiny_model(tok),
               tokenizer=tok)
     ids = (out / "train_tasks.txt").read_text()
@@ -478,8 +478,8 @@ def test_train_cli_resume_names_the_options_that_differ(run_cli, tmp_path: Path)
     assert r.returncode == 2, r.stderr
     err = " ".join(r.stderr.split())
     assert "'out' was started with other options:" in err
-    assert "--lr 0.25 differs from the stored 0.5" in err and "--seed 0 differs from the stored 3" in err
-    assert "--full differs from the stored --lora" in err
+    assert "--lr 0.25 differs from the stored (0.5)" in err and "--seed 0 differs from the stored (3)" in err
+    assert "--full differs from the stored (--lora)" in err
     diffs = err.split("other options:")[1].split("; resume")[0]
     assert "--steps" not in diffs and "--device" not in diffs and "Traceback" not in err  # these may change
     assert (out / "train_config.json").read_text() == stored and [p.name for p in out.iterdir()] == [
@@ -513,8 +513,8 @@ def test_resume_may_change_steps_and_device_but_nothing_else() -> None:
     assert _comparable(cfg) == _comparable(cfg.model_copy(update={"steps": 90, "device": "cpu"}))
     other = cfg.model_copy(update={"env_args": {"levels": "1"}, "calibration": "cal", "max_turn_tokens": 64})
     assert _differences(cfg, other) == [
-        "--env-arg/--levels {'levels': '1'} differs from the stored {}",
-        "--max-turn-tokens 64 differs from the stored (default)",
+        "--env-arg/--levels {'levels': '1'} differs from the stored ({})",
+        "--max-tokens 64 differs from the stored (default)",
         f"--calibration {Path('cal').resolve()} differs from the stored (none)",
     ]
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from .core import *  # noqa: F403
 from .core import __all__ as _core_all
+from .core.chat import set_chat_factory as _set_chat_factory
 from .core.version import __version__
 from .grading import (
     ChangePattern,
@@ -44,6 +45,18 @@ __all__ = [
 __all__ += _core_all
 # also public, imported on first use: shared_client (a chat client for a model spec, for simulated
 # users and judges), not in __all__ so that `import *` does not pull in aiohttp
+
+
+def _chat_client(spec: str, *, base_url: str | None = None, api_key_env: str | None = None, retry: Any = None) -> Any:
+    """The chat client of a model spec, for judges (``RubricGrader(judge="local")``) and simulated users."""
+    from .policies.chat import shared_client
+
+    return shared_client(spec, base_url=base_url, api_key_env=api_key_env, retry=retry)
+
+
+# graders reach model clients through core's contract (grading imports only core); this package,
+# above every layer, installs the implementation
+_set_chat_factory(_chat_client)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,8 +14,10 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .core.outcome import Outcome
+
 if TYPE_CHECKING:
-    from .grading.agree import AgreementReport
+    from .grading.agreement_report import AgreementReport
     from .quality.audit import AuditReport
 
 
@@ -40,25 +42,36 @@ class RichProgress:
         if not self.console.is_terminal:
             self.console.print(f"{self.what}: {done:,} of {total:,} done at the start", soft_wrap=True)
             return
+        from rich.table import Column
+
+        def whole(text: str) -> Column:  # a column that keeps its text whole (the bar gives way)
+            return Column(no_wrap=True, min_width=len(text))
+
         self._p = Progress(
-            TextColumn(f"[bold]{escape(self.what)}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("passed {task.fields[rate]}"), TextColumn("errors {task.fields[errors]}"),
-            TextColumn("{task.fields[speed]}"), TimeElapsedColumn(),
+            TextColumn(f"[bold]{escape(self.what)}", table_column=whole(self.what)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=0)),
+            MofNCompleteColumn(table_column=whole(f"{total}/{total}")),
+            TextColumn("passed {task.fields[rate]}", table_column=Column(no_wrap=True)),
+            TextColumn("errors {task.fields[errors]}", table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[speed]}", table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=whole("0:00:00")),
             console=self.console, transient=False, refresh_per_second=8,
         )
         self._p.start()
-        self._task = self._p.add_task("run", total=total, completed=done, rate=self._rate(), errors=0,
+        self._task = self._p.add_task("run", total=total, completed=done, rate=self._rate(short=True), errors=0,
                                       speed="-")
 
-    def _rate(self) -> str:
-        """``3 of 12 scored (25%)``, or ``none scored yet``."""
+    def _rate(self, short: bool = False) -> str:
+        """``3 of 12 scored (25%)`` (``3/12 scored (25%)`` for the bar, which must fit 80 columns with
+        its count of rollouts), or ``none scored yet``."""
         if not self._scored:
             return "none scored yet"
-        return f"{self._passed} of {self._scored} scored ({100 * self._passed / self._scored:.0f}%)"
+        return (f"{self._passed}{'/' if short else ' of '}{self._scored} scored "
+                f"({100 * self._passed / self._scored:.0f}%)")
 
     def advance(self, rec: dict[str, Any]) -> None:
         self._n += 1
-        if rec["outcome"] in ("completed", "truncated"):
+        if rec["outcome"] in Outcome.SCORED:
             self._scored += 1
             self._passed += bool(rec["passed"])
         else:
@@ -86,7 +99,8 @@ class RichProgress:
     def _refresh(self) -> None:
         assert self._p is not None
         advance, self._shown = self._n - self._shown, self._n
-        self._p.update(self._task, advance=advance, rate=self._rate(), errors=self._errors, speed=self._speed())
+        self._p.update(self._task, advance=advance, rate=self._rate(short=True), errors=self._errors,
+                       speed=self._speed())
 
     def stop(self) -> None:
         if self._p is not None:

@@ -6,11 +6,12 @@ import time
 from envfoundry import Environment, Message, Score, Task, ToolCall, World, tool
 
 
-def _tasks(n=6, name="b", salt=None):
+def _tasks(n=6, salt=None):
+    # env and env_version are left out: each environment fills in its own name and version
     def tasks(split, seed):
         extra = salt() if salt else ""
         base = 1000 if split == "test" else 5000
-        return [Task(env=name, env_version="1", split=split, prompt=f"say the number after {base + i}{extra}",
+        return [Task(split=split, prompt=f"say the number after {base + i}{extra}",
                      data={"i": base + i + 1}) for i in range(n)]
     return tasks
 

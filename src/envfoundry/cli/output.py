@@ -153,7 +153,8 @@ def prepare_out(out: Path, *, command: str, resume: bool, force: bool, spec: str
         if kind is not None:
             raise UsageError(f"--out {str(out)!r} holds the output of `envfoundry {kind}`: replace it with "
                              f"`{again} --force`, or {other}")
-        raise UsageError(f"--out {str(out)!r} is not empty and is not an envfoundry output: {other}")
+        raise UsageError(f"--out {str(out)!r} is not empty; {other}: it holds files that are not an envfoundry "
+                         "output")
     if kind is None:
         raise UsageError(f"--force replaces only an envfoundry output folder; {str(out)!r} holds other files "
                          "(no envfoundry manifest.json, audit.json, calibration.json or train_config.json): "

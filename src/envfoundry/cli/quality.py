@@ -97,8 +97,7 @@ def audit_cmd(
 
     from ..core.loading import load
     from ..display import audit_report
-    from ..quality.audit import AUDIT_FILE, BASELINE, AuditConfig, audit_env, default_results_dir, parse_fail_on
-    from ..rollout.store import MANIFEST, RunStore
+    from ..quality.audit import AUDIT_FILE, AuditConfig, audit_env, default_results_dir, parse_fail_on
     from .output import default_out, prepare_out
 
     spec = _env_spec(env, env_opt)
@@ -113,17 +112,6 @@ def audit_cmd(
     if not json_out:
         err.print(f"{'continuing' if resume else 'writing'} the audit in [bold]{_escape(str(out))}[/bold]",
                   soft_wrap=True)
-    stored = out / BASELINE / MANIFEST
-    if resume and stored.is_file():  # the stored audit decides; a different value is refused, not ignored
-        m = RunStore.open(stored.parent).manifest
-        for name, v, was in (("--limit", tasks, m.limit), ("--samples", samples, m.samples), ("--seed", seed, m.seed),
-                             ("--split", split, m.split)):
-            if v is not None and v != was:
-                raise UsageError(f"{name} {v} differs from the audit being resumed ({was}); resume without it "
-                                 "or choose another --out")
-    tasks = 30 if tasks is None else tasks
-    samples = 2 if samples is None else samples
-    seed = 0 if seed is None else seed
     names = [p.strip() for p in probes.split(",") if p.strip()] if probes is not None else None
     if names is not None and not names:
         raise UsageError("--probes needs at least one probe name")
@@ -317,10 +305,6 @@ def _print_calibration(result) -> None:  # noqa: ANN001
                   f"`envfoundry run {_escape(s['env_spec'])} --split calibrated --calibration {out}`")
 
 
-#: judge verdicts per item: enough for self-consistency, and a bound on a typo's cost
-MAX_REPEATS = 100
-
-
 @app.command("agree")
 def agree_cmd(
     labels: Annotated[str, typer.Option(help="labels: JSON Lines or CSV (columns id, label, annotator), or a "
@@ -364,75 +348,30 @@ def agree_cmd(
     Krippendorff's alpha, correlations, probes, with 95% CIs, and the items where the raters disagree."""
     import json
 
+    from rich.progress import Progress
+
     from ..display import agreement_tables
-    from ..grading import agree as ag
+    from ..quality.agree import agree
 
-    if sum(x is not None for x in (scores, run, judge)) > 1:
-        raise UsageError("give at most one of --scores FILE, --run RUN_DIR or --judge ENV --model MODEL "
-                         "(none: the annotators' agreement among themselves)")
-    grader = scores is not None or run is not None or judge is not None
-    if threshold is not None and not grader:
-        raise UsageError("--threshold only applies to a grader's scores (--scores, --run or --judge)")
-    # --adversarial, --pairs and --limit are capped by the items there are; --repeats is not
-    for name, v, low, high in (("--repeats", repeats, 1, MAX_REPEATS), ("--adversarial", adversarial, 0, None),
-                               ("--pairs", pairs, 0, None), ("--limit", limit, 1, None),
-                               ("--boot", boot, 1, ag.MAX_BOOT)):
-        if v is not None and v < low:
-            raise UsageError(f"{name} must be >= {low}, got {v}")
-        if v is not None and high is not None and v > high:
-            raise UsageError(f"{name} must be <= {high}, got {v}")
-    if items is not None and judge is None:
-        raise UsageError("--items only applies with --judge (the transcripts the judge reads)")
-    if save is not None and judge is None:
-        raise UsageError("--save only applies with --judge (it writes the judge's scores)")
-    if judge is not None and not model:
-        raise UsageError("--judge needs --model (e.g. --model local)")
-    for name, given in (("--model", model), ("--temperature", temperature), ("--base-url", base_url),
-                        ("--api-key-env", api_key_env), ("--limit", limit)):
-        if given is not None and judge is None:
-            raise UsageError(f"{name} only applies with --judge")
-    import math
+    bar: Progress | None = None  # the judge's progress, shown from the moment it starts judging
 
-    if scale is not None and scale not in ag.SCALES:  # checked before a judge runs for minutes
-        raise UsageError(f"unknown scale {scale!r} (choose from: {', '.join(ag.SCALES)})")
-    if threshold is not None and not (math.isfinite(threshold) and (0 <= threshold <= 1 or scores is not None)):
-        raise UsageError(f"--threshold must be a number from 0 to 1 (a score >= it passes), got {threshold}")
-    lab_path = ag.shipped_labels(labels)
-    items_path = items or lab_path.with_name("items.jsonl")
-    if save is not None:  # before judging: never replace an input, never fail after the work
-        ag.check_save(save, {"--labels": lab_path, "--scores": scores, "--items": items_path})
-    lab = ag.load_labels(lab_path, id_field=id_field, label_field=label_field, annotator_field=annotator_field)
-    options = {"scale": scale, "label_set": label_set, "reference": reference, "n_boot": boot, "seed": seed,
-               "strict": strict}
-    sc, asked = None, None
-    if scores is not None:
-        sc = ag.load_scores(scores, id_field=id_field)
-        ag.check_threshold(threshold, sc)
-    elif run is not None:
-        sc = ag.scores_from_run(run)
-    elif judge is not None:
-        if items is None and not items_path.exists():
-            raise UsageError(f"--judge reads transcripts from --items FILE (there is no items.jsonl next to "
-                             f"{str(lab_path)!r})")
-        its = ag.load_items(items_path)[: limit]
-        data = ag.prepare_labels(lab, scale=scale, label_set=label_set)  # label errors before the judge runs
-        ref, _ = ag.reference_labels(data, reference)
-        j = ag.resolve_judge(judge or "", model or "", base_url=base_url, api_key_env=api_key_env)
-        j.temperature = temperature if temperature is not None else (0.7 if repeats > 1 else 0.0)
-        from rich.progress import Progress
+    def on_progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(console=console, disable=json_out)
+            bar.start()
+            bar.add_task(f"judging with {model}", total=total)
+        bar.update(bar.task_ids[0], completed=done, total=total)
 
-        try:
-            with Progress(console=console, disable=json_out) as bar:
-                task = bar.add_task(f"judging with {model}", total=None)
-                sc = ag.run_judge(j, its, reference=ref if data.labelset.scale == "binary" else {}, repeats=repeats,
-                                  adversarial=adversarial, pairs=pairs, seed=seed,
-                                  on_progress=lambda done, total: bar.update(task, completed=done, total=total))
-        finally:  # also on Ctrl-C: the request in flight cancelled, a local judge's server stopped
-            ag.close_judge(j)
-        asked = [it["id"] for it in its]
-        if save is not None:
-            ag.write_jsonl(save, sc)
-    rep = ag.compare(lab, sc, threshold=0.5 if threshold is None else threshold, asked=asked, **options)
+    try:
+        rep = agree(labels, on_progress=on_progress, scores=scores, run=run, judge=judge, model=model, items=items,
+                    id_field=id_field, label_field=label_field, annotator_field=annotator_field, label_set=label_set,
+                    scale=scale, reference=reference, threshold=threshold, strict=strict, repeats=repeats,
+                    adversarial=adversarial, pairs=pairs, limit=limit, temperature=temperature, base_url=base_url,
+                    api_key_env=api_key_env, boot=boot, seed=seed, save=save)
+    finally:  # also on Ctrl-C
+        if bar is not None:
+            bar.stop()
     causes = [f"  {c['count']} x {c['cause']}" + (f" (last reply: {c['example']})" if c["example"] else "")
               for c in rep.info.get("judge_error_causes", [])]
     if rep.n_items == 0:  # compare scores no item only when every judgement failed
@@ -457,4 +396,3 @@ def agree_cmd(
         console.print("the commonest causes of the failed judgements:")
         for line in causes:
             console.print(_escape(line), soft_wrap=True)
-

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import UsageError
+from ..core.outcome import Outcome
 from . import vocabulary as V
 from ._common import (
     EnvArg,
@@ -108,20 +109,9 @@ def run_cmd(
     if out is None:
         out = default_out("runs", env_stem(spec))
     prepare_out(out, command="run", resume=resume, force=force, spec=spec)
-    if stored_run is not None:  # the stored run decides; options that would change it are refused, not ignored
-        m = stored_run
-        given = {"--samples": (samples, m.samples), "--seed": (seed, m.seed), "--limit": (limit, m.limit),
-                 "--task-seed": (task_seed, m.task_seed), "--timeout": (timeout, m.timeout_s),
-                 "--max-turns": (max_turns, m.max_turns), "--split": (split, m.split)}
-        for name, (v, stored) in given.items():
-            if v is not None and v != stored:
-                raise UsageError(f"{name} {v} differs from the run in {str(out)!r} ({stored}); resume without it "
-                                 "or choose another --out")
-        model = model or str(m.policy.get("spec", "scripted:oracle"))
+    if stored_run is not None:  # the stored run decides: evaluate refuses an option given with another value
+        model = model or str(stored_run.policy.get("spec", "scripted:oracle"))
     assert model is not None
-    split = split or "test"
-    samples = 1 if samples is None else samples
-    seed = 0 if seed is None else seed
     note_workers(workers, concurrency)
     if not quiet:
         err.print(f"{'continuing' if resume else 'writing'} the run in [bold]{_escape(str(out))}[/bold]",
@@ -173,7 +163,7 @@ def show_cmd(
         err.print(f"[yellow]note:[/yellow] {len(recs)} of {planned} rollouts are stored; continue with "
                   f"`envfoundry run {_escape(m.env_spec)} --out {_escape(str(run))} --resume`")
     if failed:
-        recs = [x for x in recs if x["outcome"] not in ("completed", "truncated") or not x["passed"]]
+        recs = [x for x in recs if x["outcome"] not in Outcome.SCORED or not x["passed"]]
 
     def shown(x: dict, draw):  # noqa: ANN001, ANN202 - a record drawn, or its damage named
         try:

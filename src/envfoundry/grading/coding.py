@@ -74,8 +74,7 @@ def prepare_labels(labels: list[dict[str, Any]], *, scale: str | None = None,
     observed = [(w, v) for w, _, _, v, _ in recs if v is not None]
     if not observed:
         raise UsageError("no labels to compare with (every label is missing)")
-    declared = parse_label_set(label_set) if isinstance(label_set, str) else (
-        None if label_set is None else [parse_label(v) for v in label_set])
+    declared = None if label_set is None else parse_label_set(label_set)
     ls = build_label_set(observed, scale=scale, declared=declared)
     for w in ls.warnings:
         warn(w)

@@ -19,11 +19,12 @@ on codes; :meth:`LabelSet.show` turns a code back into the label as written.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import UsageError
-from .values import Problems, parse_label
+from .values import Problems, parse_label, show_value
 
 #: the scales of an agreement study
 SCALES = ("binary", "ordinal", "continuous", "nominal")
@@ -70,18 +71,25 @@ def _binary_words(values: list[Any]) -> list[Any] | None:
     return words
 
 
-def parse_label_set(text: str) -> list[Any]:
-    """The labels of ``--label-set a,b,c`` (numbers read as numbers), in the order given."""
-    vals = []
-    for part in text.split(","):
-        try:
-            v = parse_label(part)
-        except ValueError:  # pragma: no cover - text always parses
-            v = None
-        if v is not None:
-            vals.append(v)
-    if not vals:
-        raise UsageError(f"--label-set needs labels separated by commas (e.g. fail,pass), got {text!r}")
+def parse_label_set(text: str | Sequence[Any]) -> list[Any]:
+    """The labels of ``--label-set a,b,c`` (numbers read as numbers), or of a list of labels, in
+    the order given; a UsageError for a label that is missing or not a label, or named twice."""
+    if isinstance(text, str):
+        vals = [v for v in (parse_label(part) for part in text.split(",")) if v is not None]
+        if not vals:
+            raise UsageError(f"--label-set needs labels separated by commas (e.g. fail,pass), got {text!r}")
+    else:
+        vals = []
+        for v in text:
+            try:
+                got = parse_label(v)
+            except ValueError as e:
+                raise UsageError(f"--label-set: {show_value(v)} is {e}") from None
+            if got is None:
+                raise UsageError(f"--label-set: {show_value(v)} is no label (empty or null)")
+            vals.append(got)
+        if not vals:
+            raise UsageError("--label-set needs labels (e.g. ['fail', 'pass']), got none")
     dup = [v for v, n in Counter(key(v) for v in vals).items() if n > 1]
     if dup:
         raise UsageError(f"--label-set names {fmt(dup[0])!r} twice (labels are compared ignoring case)")

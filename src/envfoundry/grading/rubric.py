@@ -21,8 +21,9 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from ..core.chat import ChatLike, chat_client
 from ..core.errors import GraderUndecided, PolicyError
 from ..core.grader import GradeInput
 from ..core.messages import Message
@@ -32,11 +33,6 @@ from ..core.seeding import derive_seed
 _ID = re.compile(r"[a-z][a-z0-9_]*\Z")
 _YES = {"yes", "y", "true", "pass", "passed", "1", "correct"}
 _NO = {"no", "n", "false", "fail", "failed", "0", "incorrect"}
-
-
-class ChatLike(Protocol):
-    def complete(self, messages: Sequence[dict[str, Any]], *, temperature: float = 0.0, max_tokens: int = 256,
-                 seed: int = 0) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,10 +234,8 @@ class RubricGrader:
         if samples < 1 or retries < 0:
             raise ValueError(f"samples must be >= 1 and retries >= 0, got {samples}, {retries}")
         if isinstance(judge, str):
-            from ..policies.chat import shared_client
-
             self.judge_spec = judge
-            self.client: ChatLike = shared_client(judge, base_url=base_url, api_key_env=api_key_env, retry=retry)
+            self.client: ChatLike = chat_client(judge, base_url=base_url, api_key_env=api_key_env, retry=retry)
         else:
             self.judge_spec = getattr(judge, "spec", type(judge).__name__)
             self.client = judge

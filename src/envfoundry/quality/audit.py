@@ -50,6 +50,7 @@ from ..core.env import Environment
 from ..core.errors import StoreError, UsageError
 from ..core.files import atomic_write_text, ensure_dir
 from ..core.loading import canonical_spec
+from ..core.resume import differences, refuse_differences
 from ..core.task import Task
 from ..core.version import __version__
 from ..rollout.run import evaluate_async
@@ -88,9 +89,9 @@ class AuditConfig:
     ``out``: the results directory (default ``quality/<env>``); ``fail_on``: the finding kinds
     that fail the audit (default :data:`DEFAULT_FAIL_ON`)."""
 
-    tasks: int = 30
-    samples: int = 2
-    seed: int = 0
+    tasks: int | None = None  # default 30; None: on resume, the stored audit's
+    samples: int | None = None  # default 2
+    seed: int | None = None  # default 0
     split: str | None = None
     probes: Sequence[str] | None = None
     out: str | Path | None = None
@@ -175,14 +176,22 @@ def _compact(rec: dict[str, Any] | None, prompt_at: dict[str, int], limit: int =
             "error": last_line(rec.get("error")) or None, "messages": msgs}
 
 
+#: what an audit samples unless told otherwise
+_DEFAULTS = {"tasks": 30, "samples": 2, "seed": 0}
+
+
 def _stored_config(out: Path, cfg: AuditConfig) -> AuditConfig:
-    """On resume, the selection, seed and samples of the stored baseline run win."""
+    """On resume, the selection, seed and samples of the stored baseline run; one given with another
+    value is refused (:mod:`envfoundry.core.resume`). A new audit: the defaults fill what is not given."""
     mf = out / BASELINE / MANIFEST
     if not (cfg.resume and mf.is_file()):
-        return cfg
+        return AuditConfig(**{**asdict(cfg), **{k: v for k, v in _DEFAULTS.items() if getattr(cfg, k) is None}})
     m = RunStore.open(mf.parent).manifest  # a damaged manifest is a one-line StoreError
-    return AuditConfig(**{**asdict(cfg), "tasks": m.limit if m.limit is not None else cfg.tasks,
-                          "samples": m.samples, "seed": m.seed, "split": m.split})
+    stored = {"tasks": m.limit if m.limit is not None else _DEFAULTS["tasks"], "samples": m.samples, "seed": m.seed,
+              "split": m.split}
+    refuse_differences(differences(stored, {k: getattr(cfg, k) for k in stored}, what="the audit being resumed",
+                                   names={"tasks": "--limit"}))
+    return AuditConfig(**{**asdict(cfg), **stored})
 
 
 #: a pool note worth repeating beside guessing, constant and the mutations: empty, small, or from another split
@@ -262,7 +271,8 @@ async def audit_async(env: Environment, *, spec: str | None = None, config: Audi
 
     async def run(policy: Any, sub: str, samples: int) -> list[dict[str, Any]]:
         path = out / sub
-        r = await evaluate_async(env, model=policy, out=path, split=split, limit=cfg.tasks, samples=samples,
+        r = await evaluate_async(env, model=policy, out=path, split=split, limit=min(cfg.tasks, len(tasks)),
+                                 samples=samples,
                                  seed=cfg.seed, resume=cfg.resume and (path / MANIFEST).is_file())
         return list(r.records())
 

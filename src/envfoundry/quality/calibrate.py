@@ -39,6 +39,7 @@ from ..core.env import Environment
 from ..core.errors import StoreError, UsageError
 from ..core.files import atomic_write_text, ensure_dir
 from ..core.policy import KeepAlive, Policy
+from ..core.resume import differences, refuse_differences
 from ..rollout.pool import check_workers
 from ..rollout.run import Progress, evaluate_async
 from ..rollout.selection import CALIBRATED_SPLIT_FILE, CalibratedSplit, select_tasks
@@ -190,18 +191,13 @@ def _open_state(
         st = CalibrationState.load(out)
         if (st.env, st.env_version) != (env.name, env.version):
             raise StoreError(f"{str(out)!r} calibrates {st.env} {st.env_version}, not {env.name} {env.version}")
+        what = f"the calibration in {str(out)!r}"
         fixed = {"split": config.split, "seed": config.seed, "task_seed": config.task_seed,
-                 "samples": config.samples, "model": spec}
-        for k, v in fixed.items():
-            if v is not None and v != getattr(st, k):
-                raise UsageError(f"--{k.replace('_', '-')} {v} differs from the calibration in {str(out)!r} "
-                                 f"({getattr(st, k)}); drop it or use another --out")
-        if env_args != st.env_args:
-            raise UsageError(f"--env-arg {env_args} differs from the calibration in {str(out)!r} ({st.env_args})")
-        for k, v in model_options.items():
-            if st.model_options.get(k) != v:
-                raise UsageError(f"model option {k}={v!r} differs from the calibration in {str(out)!r} "
-                                 f"({st.model_options.get(k)!r}); drop it or use another --out")
+                 "samples": config.samples, "model": spec, "env_args": env_args or None}
+        phrases = differences(st.model_dump(), fixed, what=what, names={"env_args": "--env-arg"})
+        phrases += differences(st.model_options, model_options, what=what,
+                               names={k: f"model option {k}" for k in model_options})
+        refuse_differences(phrases)
         upd = {"band": config.band or st.band, "budget": config.budget or st.budget,
                "limit": config.limit if config.limit is not None else st.limit}
         return st.model_copy(update=upd)

@@ -37,6 +37,7 @@ from typing import Any
 
 from ..core.env import Environment
 from ..core.messages import Message
+from ..core.outcome import Outcome
 from ..core.task import Task
 from ..policies.scripted import NoopPolicy, OraclePolicy, RandomPolicy
 from ..rollout.engine import RolloutConfig, run_rollout
@@ -76,7 +77,7 @@ def _fingerprint(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 def _errors(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in recs if r["outcome"] in ("env_error", "grader_error", "policy_error")]
+    return [r for r in recs if r["outcome"] in Outcome.ERRORS]
 
 
 def _last_line(text: str | None) -> str:
@@ -185,7 +186,7 @@ class _Checker:
         if not self.env.has_reference:
             return CheckResult(name, "skipped", "the environment has no reference solution")
         recs = _rollouts(self.env, self.tasks, OraclePolicy(), 1, self.cfg.seed)
-        bad = [r for r in recs if r["outcome"] != "completed" or not r["passed"]]
+        bad = [r for r in recs if r["outcome"] != Outcome.COMPLETED or not r["passed"]]
         if bad:
             r = bad[0]
             outcomes = {o: sum(1 for b in bad if b["outcome"] == o) for o in dict.fromkeys(b["outcome"] for b in bad)}
@@ -251,7 +252,7 @@ class _Checker:
         name = "replay"
         pol = OraclePolicy() if self.env.has_reference else RandomPolicy()
         recs = [r for r in _rollouts(self.env, self.tasks[: min(10, len(self.tasks))], pol, 1, self.cfg.seed)
-                if r["outcome"] in ("completed", "truncated")]
+                if r["outcome"] in Outcome.SCORED]
         bad: list[tuple[str, str, Any]] = []
         for rec in recs:
             task = next(t for t in self.tasks if t.id == rec["task_id"])

@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from ..core.errors import StoreError, reason
 from ..core.files import atomic_write_text
-from ..rollout.store import ERROR_OUTCOMES, MANIFEST, SUMMARY, RunStore
+from ..core.outcome import Outcome
+from ..rollout.store import MANIFEST, SUMMARY, RunStore
 from .difficulty import TaskEvidence
 
 STATE = "state.json"
@@ -144,7 +145,7 @@ class EvidenceLedger:
             d = per.get(r["task_id"])
             if d is None:
                 continue
-            if r["outcome"] in ERROR_OUTCOMES:
+            if r["outcome"] in Outcome.ERRORS:
                 d["errors"] += 1
             else:
                 d["samples"].append([int(r["sample"]), float(r["score"]), bool(r["passed"])])

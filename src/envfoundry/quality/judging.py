@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.env import Environment
 from ..core.errors import UsageError
+from ..core.outcome import Outcome
 from ..core.task import Task
 from .mutation import MutationReport, Reference
 from .probes import extract_answer, flat_values
@@ -200,11 +201,8 @@ def rightness(env: Environment, refs: dict[str, Reference]) -> Callable[[dict[st
 
 
 # ------------------------------------------------------------------ judging one probe
-_SCORED = ("completed", "truncated")
-
-
 def _crashes(recs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in recs if r["outcome"] in ("grader_error", "env_error")
+    return [r for r in recs if r["outcome"] in Outcome.CODE_ERRORS
             and "GraderUndecided" not in (r.get("error") or "")]
 
 
@@ -244,7 +242,7 @@ _RANK = {"exploit": 2, "reward_leak": 1, "ok": 0}
 def _judge_group(label: str | None, recs: Sequence[dict[str, Any]], base: Sequence[dict[str, Any]], *,
                  strict: bool, right: Callable[[dict[str, Any]], bool] | None, ref_mean: float, alpha: float,
                  margin: float) -> _Group:
-    scored = [r for r in recs if r["outcome"] in _SCORED]
+    scored = [r for r in recs if r["outcome"] in Outcome.SCORED]
     lucky = {id(r) for r in scored if right is not None and right(r)}
     rest = [r for r in scored if id(r) not in lucky]
     wrong = [r for r in rest if r["passed"]]
@@ -254,7 +252,7 @@ def _judge_group(label: str | None, recs: Sequence[dict[str, Any]], base: Sequen
         task_pass[r["task_id"]] = task_pass.get(r["task_id"], False) or (bool(r["passed"]) and id(r) not in lucky)
     for r in rest:
         per_task[r["task_id"]].append(float(r["score"]))
-    b_scored = [r for r in base if r["outcome"] in _SCORED]
+    b_scored = [r for r in base if r["outcome"] in Outcome.SCORED]
     b_pass: dict[str, bool] = {}
     b_task: dict[str, list[float]] = defaultdict(list)
     for r in b_scored:
@@ -325,7 +323,7 @@ def judge_probe(name: str, recs: Sequence[dict[str, Any]], base: Sequence[dict[s
     judged = [_judge_group(label, g, base, strict=strict, right=right, ref_mean=ref_mean, alpha=a, margin=margin)
               for label, g in groups.items()] or [_Group(None, reason="no rollouts")]
     worst = max(judged, key=lambda g: (_RANK[g.kind], g.tasks_passed, g.lead))
-    scored = [r for r in recs if r["outcome"] in _SCORED]
+    scored = [r for r in recs if r["outcome"] in Outcome.SCORED]
     grade_s = [r.get("timings", {}).get("grade_s", 0.0) for r in recs]
     res = ProbeResult(name, worst.kind, worst.reason, strict=strict, n=len(scored),
                       passes=sum(bool(r["passed"]) for r in scored), right=sum(g.right for g in judged),
@@ -357,7 +355,7 @@ def judge_probe(name: str, recs: Sequence[dict[str, Any]], base: Sequence[dict[s
         msg = (f"grading took up to {max(grade_s):.1f}s on {len(slow)} rollout(s) of {_tasks(slow)} task(s) "
                f"(limit {slow_limit:.1f}s): agent output can stall the grader")
         res.findings.append(Finding("stall", "probe", name, msg, _tasks(slow), _tasks(recs), slow[0]))
-    policy_errors = [r for r in recs if r["outcome"] == "policy_error"]
+    policy_errors = [r for r in recs if r["outcome"] == Outcome.POLICY_ERROR]
     if policy_errors:
         msg = f"the probe failed on {len(policy_errors)} rollout(s): {last_line(policy_errors[0].get('error'))}"
         res.findings.append(Finding("error", "probe", name, msg, _tasks(policy_errors), _tasks(recs),

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
+from ..core.outcome import Outcome
 from .export_rows import check_output, json_text, own_rows, write_rows
-from .store import ERROR_OUTCOMES, RunManifest, RunStore
+from .store import RunManifest, RunStore
 
 TRAINER_FORMATS = ("trl", "hf", "verl")
 
@@ -86,7 +87,7 @@ def _rows(store: RunStore, fmt: str) -> Iterable[dict[str, Any]]:
 
     def row(r: dict[str, Any]) -> dict[str, Any] | None:
         nonlocal index
-        if r["outcome"] in ERROR_OUTCOMES or r.get("score") is None:
+        if r["outcome"] in Outcome.ERRORS or r.get("score") is None:
             return None
         msgs = [_message(x) for x in r.get("messages") or []]
         n = prefixes.get(r["task_id"]) if prefixes else None

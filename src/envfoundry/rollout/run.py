@@ -20,6 +20,7 @@ from ..core.env import Environment
 from ..core.errors import ModelServerDied, RunWriteError, StoreError, UsageError
 from ..core.loading import canonical_spec
 from ..core.policy import Policy
+from ..core.resume import differences, refuse_differences
 from ..core.task import Task
 from ..core.version import __version__
 from .engine import RolloutConfig, iter_jobs, run_all
@@ -132,8 +133,12 @@ class Run:
         lines += [f"  {k} x {cause}" for cause, k in causes[:3]]
         if not self.summary.get("n_scored"):
             lines.append("nothing was measured: no rollout was scored")
+        import numbers
+
+        m = self.max_errors  # the tolerance is not stored with the run: the command gives it again
+        again = "" if not m else f" --max-errors {m if isinstance(m, numbers.Integral) else f'{100 * m:g}%'}"
         lines.append(f"the errored rollouts are run again by: envfoundry run --out {shlex.quote(str(self.path))} "
-                     "--resume")
+                     f"--resume{again}")
         return "\n".join(lines)
 
     def records(self) -> Iterator[dict[str, Any]]:
@@ -160,6 +165,10 @@ def _policy_from(model: str | Policy, options: dict[str, Any] | None) -> Policy:
     return model
 
 
+#: how a run's options are named when a resume refuses them (the flag, and the Python name where it differs)
+_RUN_NAMES = {"timeout_s": "--timeout (timeout_s)", "env_args": "--env-arg (env_args)", "task_seed": "--task-seed",
+              "max_turns": "--max-turns", "sample_offset": "sample_offset"}
+
 #: the command-line flag of each sampling option (for messages)
 _SAMPLING_FLAGS = {"temperature": "--temperature", "top_p": "--top-p", "max_tokens": "--max-tokens",
                    "seed": "--model-seed"}
@@ -172,18 +181,14 @@ def _resumed_options(stored: dict[str, Any], given: dict[str, Any] | None, out: 
     opts = {k: v for k, v in (given or {}).items() if v is not None}
     kept = stored.get("sampling") or {}
     asked = {k: v for k, v in (opts.get("sampling") or {}).items() if v is not None}
-    for k, v in asked.items():
-        if k in kept and kept[k] != v:
-            was = "not set" if kept[k] is None else kept[k]
-            raise UsageError(f"{_SAMPLING_FLAGS.get(k, k)} {v} differs from the run in {str(out)!r} ({was}); "
-                             "resume without it or choose another --out")
-    opts["sampling"] = {**kept, **asked}
+    what = f"the run in {str(out)!r}"
+    phrases = differences(kept, {k: v for k, v in asked.items() if k in kept}, what=what, names=_SAMPLING_FLAGS)
     mode = stored.get("tool_mode")
     if mode is not None:
-        if opts.get("tool_mode", mode) != mode:
-            raise UsageError(f"--tool-mode {opts['tool_mode']} differs from the run in {str(out)!r} ({mode}); "
-                             "resume without it or choose another --out")
+        phrases += differences({"tool_mode": mode}, {"tool_mode": opts.get("tool_mode")}, what=what)
         opts["tool_mode"] = mode
+    refuse_differences(phrases)
+    opts["sampling"] = {**kept, **asked}
     for k in ("base_url", "api_key_env"):  # the variable's name is stored, never the key
         if k not in opts and stored.get(k):
             opts[k] = stored[k]
@@ -195,11 +200,11 @@ async def evaluate_async(
     *,
     model: str | Policy,
     out: str | Path,
-    split: str = "test",
+    split: str | None = None,
     limit: int | None = None,
-    samples: int = 1,
+    samples: int | None = None,
     concurrency: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     task_seed: int | None = None,
     timeout_s: float | None = None,
     max_turns: int | None = None,
@@ -252,12 +257,11 @@ async def evaluate_async(
         m = store.manifest
         if isinstance(env, str) and not {env, env_spec} & {m.env, m.env_spec, canonical_spec(m.env_spec)}:
             raise StoreError(f"run {str(out)!r} is of environment {m.env_spec!r}, not {env!r}")
-        if calibration is not None and str(Path(calibration).resolve()) != m.calibration:
-            raise UsageError(f"--calibration {calibration} differs from the run in {str(out)!r} ({m.calibration}); "
-                             "resume without it or choose another --out")
-        if env_args and env_args != m.env_args:
-            raise UsageError(f"--env-arg {env_args} differs from the run in {str(out)!r} ({m.env_args}); "
-                             "resume without it or choose another --out")
+        given = {"split": split, "limit": limit, "samples": samples, "seed": seed, "task_seed": task_seed,
+                 "timeout_s": timeout_s, "max_turns": max_turns, "env_args": env_args or None,
+                 "calibration": str(Path(calibration).resolve()) if calibration is not None else None,
+                 "sample_offset": sample_offset or None}
+        refuse_differences(differences(m.model_dump(), given, what=f"the run in {str(out)!r}", names=_RUN_NAMES))
         env_obj = load(m.env_spec, m.env_args) if isinstance(env, str) else env
         if env_obj.name != m.env:
             raise StoreError(f"run {str(out)!r} is of environment {m.env!r}, not {env_obj.name!r}")
@@ -296,6 +300,9 @@ async def evaluate_async(
         concurrency = 32 if concurrency is None else concurrency
         env_obj = load(env, env_args) if isinstance(env, str) else env
         source = getattr(env_obj, "loaded_from", None)
+        split = "test" if split is None else split
+        samples = 1 if samples is None else samples
+        seed = 0 if seed is None else seed
         ts = seed if task_seed is None else task_seed
         if sample_offset < 0:
             raise UsageError(f"sample_offset must be >= 0, got {sample_offset}")

@@ -13,14 +13,16 @@ Every record is written whatever it holds (see :mod:`envfoundry.core.sanitize`):
 be encoded is escaped and registered secrets are redacted, and the record lists the fields
 changed under ``escaped`` and ``redacted``. Readers (:meth:`RunStore.records`, ``show``,
 ``export``) treat a damaged line as damage (:class:`DamagedRunError`, ``FILE:LINE``, exit 2),
-except a torn last line, which a killed or running process leaves.
+except a torn last line, which a killed or running process leaves. A line is a
+:class:`~envfoundry.core.record.TrajectoryRecord`, checked by
+:func:`~envfoundry.core.record.check_record`; a run store whose manifest has a newer
+``schema_version`` than this package's is refused, never misread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from collections import Counter
@@ -34,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..core.errors import StoreError, reason
 from ..core.files import atomic_write_text, atomic_writer, ensure_dir
 from ..core.outcome import Outcome
+from ..core.record import SCHEMA_VERSION, UNVERSIONED, check_record, check_schema_version
 from ..core.sanitize import clean_text, holds_secret, registered_secrets, storable
 from .summary import light_record
 
@@ -46,10 +49,6 @@ SET_ASIDE = "set_aside.jsonl"
 STORE_FILES = frozenset({MANIFEST, TRAJECTORIES, ERRORS, SUMMARY, SET_ASIDE})
 FLUSH_INTERVAL_S = 0.05
 FLUSH_RECORDS = 64
-ERROR_OUTCOMES = frozenset(o.value for o in Outcome if o.is_error)
-OUTCOMES = frozenset(o.value for o in Outcome)
-_SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
-_OPS = frozenset({"insert", "update", "delete"})
 
 
 class DamagedRunError(StoreError):
@@ -79,6 +78,10 @@ class RunManifest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    schema_version: int = Field(
+        SCHEMA_VERSION, ge=1, strict=True,
+        description="the run store's schema (envfoundry.core.record); a newer one than this package's is refused",
+    )
     env: str = Field(description="environment name")
     env_version: str
     env_spec: str = Field(description="how the environment was given (name or file.py:factory)")
@@ -100,79 +103,8 @@ class RunManifest(BaseModel):
     calibration: str | None = Field(None, description="calibrated_split.json behind split 'calibrated'")
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _message_problem(m: Any, where: str) -> str | None:
-    if not isinstance(m, dict):
-        return f"{where} is not an object"
-    if not isinstance(m.get("role"), str):
-        return f"{where}.role is not a string"
-    if not isinstance(m.get("content"), (str, type(None))):
-        return f"{where}.content is not a string"
-    calls = m.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            return f"{where}.tool_calls is not a list"
-        for j, c in enumerate(calls):
-            if not (isinstance(c, dict) and isinstance(c.get("name"), str)
-                    and isinstance(c.get("arguments"), (str, dict))):
-                return f"{where}.tool_calls.{j} is not a tool call (name and arguments)"
-    return None
-
-
-def record_problem(rec: Any) -> str | None:
-    """Why a parsed line is not a trajectory record readers can rely on, or None when it is: a
-    string task id, an integer sample, a known outcome, integer token counts, for a scored outcome
-    a finite score and a boolean ``passed``, and fields of the types the writer gives them."""
-    if not isinstance(rec, dict):
-        return f"a JSON {type(rec).__name__}, not a record"
-    missing = [k for k in ("task_id", "sample", "outcome") if k not in rec]
-    if missing:
-        return f"no {', '.join(missing)}"
-    if not isinstance(rec["task_id"], str):
-        return "task_id is not a string"
-    if not _is_int(rec["sample"]):
-        return "sample is not an integer"
-    outcome = rec["outcome"]
-    if outcome not in OUTCOMES:
-        return f"outcome {str(outcome)[:40]!r} is not one of {', '.join(sorted(OUTCOMES))}"
-    usage = rec.get("usage")
-    if usage is not None and not (isinstance(usage, dict) and all(_is_int(v) for v in usage.values())):
-        return "usage holds token counts that are not integers"
-    if outcome in _SCORED:
-        score = rec.get("score")
-        if not (isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)):
-            return f"a {outcome} record without a numeric score"
-        if not isinstance(rec.get("passed"), bool):
-            return f"a {outcome} record without a boolean 'passed'"
-    for k in ("error", "explanation", "split"):
-        if not isinstance(rec.get(k), (str, type(None))):
-            return f"{k} is not a string"
-    for k in ("seed", "turns"):
-        if k in rec and not _is_int(rec[k]):
-            return f"{k} is not an integer"
-    for k in ("metadata", "timings"):
-        if rec.get(k) is not None and not isinstance(rec[k], dict):
-            return f"{k} is not an object"
-    diff = rec.get("world_diff")
-    if diff is not None:
-        if not isinstance(diff, list):
-            return "world_diff is not a list"
-        for i, c in enumerate(diff):
-            if not (isinstance(c, dict) and c.get("op") in _OPS and isinstance(c.get("table"), str)
-                    and {"key", "field", "before", "after"} <= c.keys()):
-                return f"world_diff.{i} is not a change (op, table, key, field, before, after)"
-    msgs = rec.get("messages")
-    if msgs is not None:
-        if not isinstance(msgs, list):
-            return "messages is not a list"
-        for i, m in enumerate(msgs):
-            why = _message_problem(m, f"messages.{i}")
-            if why:
-                return why
-    return None
+#: why a parsed line is not a record readers can rely on (the name readers used before core.record)
+record_problem = check_record
 
 
 def _parse(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -181,7 +113,7 @@ def _parse(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError as e:
         return None, f"not valid JSON ({e})"
-    why = record_problem(rec)
+    why = check_record(rec)
     return (None, why) if why else (rec, None)
 
 
@@ -283,12 +215,16 @@ class RunStore:
     @classmethod
     def open(cls, path: str | Path) -> RunStore:
         """Open a run for reading or resuming; a damaged manifest is a :class:`DamagedRunError`
-        naming the file and line."""
+        naming the file and line, and a run store of a newer schema than this package's a
+        :class:`~envfoundry.core.record.NewerSchemaError` (both exit code 2)."""
         p = Path(path)
         mf = p / MANIFEST
         if not mf.is_file():
             raise StoreError(f"{str(p)!r} is not a run directory (no {MANIFEST})")
         obj, text = _load_json(mf)
+        if isinstance(obj, dict):  # first: a newer store may differ in any field
+            check_schema_version(obj.get("schema_version"), mf)
+            obj.setdefault("schema_version", UNVERSIONED)
         try:
             manifest = RunManifest.model_validate(obj)
         except ValueError as e:
@@ -336,7 +272,7 @@ class RunStore:
                     drop.add(n)
                     aside.append(_aside(n + 1, "a record of a task or sample that is not the run's", line))
                     continue
-                if rec["outcome"] in ERROR_OUTCOMES:
+                if rec["outcome"] in Outcome.ERRORS:
                     errors.append(line.rstrip(b"\n") + b"\n")
                     drop.add(n)
                     continue
@@ -443,7 +379,7 @@ class RunStore:
     def damaged(self, line: int | None, why: str, *, resumable: bool = True) -> DamagedRunError:
         """The error for a line of this run's records that a reader cannot use, saying how to go
         on: ``resumable`` when :meth:`prepare_resume` sets such a line aside (its
-        :func:`record_problem`), else the line must be repaired or removed by hand."""
+        :func:`~envfoundry.core.record.check_record`), else the line must be repaired or removed by hand."""
         fix = (f"`envfoundry run --out {self.path} --resume` moves the line to {SET_ASIDE} and runs its rollout "
                "again" if resumable else "repair or remove that line")
         return _damaged(self.path / TRAJECTORIES, line, f"{why}; {fix}")

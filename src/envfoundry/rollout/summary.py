@@ -11,8 +11,6 @@ from ..core.outcome import Outcome
 from ..core.sanitize import clean_text, show_controls
 from ..core.stats import at_k_table, wilson
 
-_SCORED = frozenset({Outcome.COMPLETED.value, Outcome.TRUNCATED.value})
-_ERRORS = frozenset(o.value for o in Outcome if o.is_error)
 #: distinct error causes a summary counts one by one; the rest are counted together
 MAX_CAUSES = 32
 OTHER_CAUSES = "(other causes)"
@@ -35,7 +33,7 @@ def light_record(r: dict[str, Any]) -> dict[str, Any]:
     each record, and what a resumed run keeps of the stored ones (not their messages)."""
     return {"task_id": r.get("task_id"), "outcome": r.get("outcome"), "score": r.get("score"),
             "passed": r.get("passed"), "usage": r.get("usage"),
-            "error": error_cause(r.get("error")) if r.get("outcome") in _ERRORS else None}
+            "error": error_cause(r.get("error")) if r.get("outcome") in Outcome.ERRORS else None}
 
 
 class Summary:
@@ -55,7 +53,7 @@ class Summary:
         """Count one record (the fields of :func:`light_record`)."""
         outcome = r["outcome"]
         self.outcomes[outcome] += 1
-        if outcome in _ERRORS:
+        if outcome in Outcome.ERRORS:
             cause = error_cause(r.get("error")) or "(no message)"
             if cause not in self.causes and len(self.causes) >= MAX_CAUSES:
                 cause = OTHER_CAUSES
@@ -66,7 +64,7 @@ class Summary:
         usage = r.get("usage")
         if usage:
             self.tokens += int(usage.get("completion_tokens", 0))
-        if outcome in _SCORED:
+        if outcome in Outcome.SCORED:
             self.n += 1
             self.score_sum += float(r["score"])
             ok = bool(r["passed"])
@@ -81,7 +79,7 @@ class Summary:
         return {
             "n_trajectories": sum(outcomes.values()),
             "n_scored": n,
-            "n_errors": sum(outcomes[o.value] for o in Outcome if o.is_error),
+            "n_errors": sum(outcomes[o] for o in Outcome.ERRORS),
             "outcomes": dict(outcomes),
             "n_tasks": len(self.per_task),
             "samples": samples,

@@ -27,6 +27,7 @@ from ..core.env import Environment
 from ..core.errors import UsageError, reason
 from ..core.files import atomic_write_text, ensure_dir
 from ..core.loading import canonical_spec
+from ..core.resume import differences
 from ..core.task import Task
 from .model import check_device, check_train_installed, resolve_model_source
 
@@ -140,24 +141,21 @@ def absolute_model(model: str) -> str:
 
 #: the CLI option of each configuration field whose name does not say it
 _OPTION = {"env": "ENV", "env_args": "--env-arg/--levels", "train_split": "train_split", "train_tasks": "train_tasks",
-           "eval_split": "eval_split", "eval_batch": "eval_batch", "save_model": "save_model"}
+           "eval_split": "eval_split", "eval_batch": "eval_batch", "save_model": "save_model", "lora": "",
+           "group_size": "--samples", "eval_tasks": "--eval-limit", "max_turn_tokens": "--max-tokens"}
 
 
 def _differences(stored: TrainConfig, given: TrainConfig) -> list[str]:
-    """One phrase per option that differs between a stored and a given configuration."""
-    was, now = _comparable(stored), _comparable(given)
+    """One phrase per option that differs between a stored and a given configuration
+    (:func:`envfoundry.core.resume.differences`, the rule run, audit and calibrate follow too)."""
 
     def show(k: str, v: Any) -> str:
         if k == "lora":
             return "--lora" if v else "--full"
-        return ("(none)" if k == "calibration" else "(default)") if v is None else str(v)
+        return ("none" if k == "calibration" else "default") if v is None else str(v)
 
-    out = []
-    for k, v in now.items():
-        if v != was.get(k):
-            name = "" if k == "lora" else _OPTION.get(k, "--" + k.replace("_", "-")) + " "
-            out.append(f"{name}{show(k, v)} differs from the stored {show(k, was.get(k))}")
-    return out
+    return differences(_comparable(stored), _comparable(given), what="the stored", names=_OPTION, show=show,
+                       none_is_unset=False)
 
 
 def stored_config(out: Path, resume: bool) -> TrainConfig | None:

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...core.errors import UsageError
 from ...grading.compare import MAX_BOOT
@@ -75,6 +75,14 @@ class AgreeConfig(BaseModel):
     def has_grader(self) -> bool:
         """Whether a grader is compared with the labels (else the annotators among themselves)."""
         return self.scores is not None or self.run is not None or self.judge is not None
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_kind(cls, v: Any) -> Any:
+        if v is None or isinstance(v, (str, Judge)):
+            return v
+        raise UsageError(f"--judge takes an environment name, package.module:factory or a judge object (with "
+                         f"context_for, judge_messages and prefer), got {type(v).__name__}")
 
     @model_validator(mode="after")
     def _consistent(self) -> AgreeConfig:
