@@ -29,7 +29,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
                                           help="print the version and exit")] = False,
 ) -> None:
     """Build, run, verify and share RL environments for LLM agents."""

@@ -90,7 +90,7 @@ def audit_cmd(
     fail_on: Annotated[Optional[str], typer.Option(
         "--fail-on", help="finding kinds that exit 1, comma-separated: exploit, crash, stall, reference, error, "
         "reward_leak, leak, lenient, strict; all; none (default: exploit,crash,stall,reference,error)")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+    json_out: Annotated[bool, typer.Option("--json", metavar="", help="machine-readable report on stdout")] = False,
 ) -> None:
     """Probe ENV for reward hacking and mutation-test its grader; exit 1 on a finding of a --fail-on kind."""
     import json
@@ -157,7 +157,8 @@ def calibrate_cmd(
     workers: V.Workers = 1,
     timeout: V.Timeout = None,
     max_turns: V.MaxTurns = None,
-    knobs: Annotated[bool, typer.Option("--knobs", help="pass rate by difficulty knob (table, knobs.png)")] = False,
+    knobs: Annotated[bool, typer.Option("--knobs", metavar="",
+                                        help="pass rate by difficulty knob (table, knobs.png)")] = False,
     out: Annotated[Optional[Path], V._opt(
         "--out", "output folder (default: a new quality/ENV/calibration-TIME, where `train` finds the newest)")] = None,
     resume: V.Resume = False,
@@ -329,7 +330,8 @@ def agree_cmd(
     threshold: Annotated[Optional[float], V._opt(
         "--threshold", "score >= threshold passes, when a score has no label (0 to 1, or the scores' own range; "
         "default 0.5)")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="input warnings (unmatched ids, labels in another case, "
+    strict: Annotated[bool, typer.Option("--strict", metavar="", help="input warnings (unmatched ids, labels in "
+                                         "another case, "
                                          "grader labels no annotator used) are errors (exit 2)")] = False,
     repeats: Annotated[int, V._opt("--repeats", "judgements per item (self-consistency)")] = 2,
     adversarial: Annotated[int, V._opt("--adversarial", "known-bad items to probe with each adversarial text")] = 6,
@@ -342,7 +344,7 @@ def agree_cmd(
     boot: Annotated[int, V._opt("--boot", "bootstrap resamples")] = 1000,
     seed: Annotated[int, V._opt("--seed", "seed (bootstrap, judge, probe choice)")] = 0,
     save: Annotated[Optional[Path], typer.Option(help="write the judge's scores here (reuse with --scores)")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+    json_out: Annotated[bool, typer.Option("--json", metavar="", help="machine-readable report on stdout")] = False,
 ) -> None:
     """Agreement of a grader with labels, or of annotators with each other (no grader): accuracy, kappa,
     Krippendorff's alpha, correlations, probes, with 95% CIs, and the items where the raters disagree."""

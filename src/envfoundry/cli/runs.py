@@ -138,7 +138,7 @@ def run_cmd(
 @app.command("show")
 def show_cmd(
     run: Annotated[Path, typer.Argument(help="run directory")],
-    failed: Annotated[bool, typer.Option("--failed", help="only failed or errored rollouts")] = False,
+    failed: Annotated[bool, typer.Option("--failed", metavar="", help="only failed or errored rollouts")] = False,
     task: Annotated[str | None, typer.Option("--task", help="show this task's rollouts in full")] = None,  # noqa: UP007
     limit: Annotated[int, typer.Option(help="rows in the table (range: >= 0)")] = 50,
 ) -> None:

@@ -25,7 +25,7 @@ def train_cmd(
                      ] = None,
     lr: Annotated[Optional[float], V._opt("--lr", "learning rate (default 1e-5, LoRA 1e-4)")] = None,
     lora: Annotated[Optional[bool], typer.Option(
-        "--lora/--full", help="LoRA adapters or all weights (default: full)")] = None,
+        "--lora/--full", metavar="", help="LoRA adapters or all weights (default: full)")] = None,
     seed: Annotated[Optional[int], V._opt("--seed", "seed: tasks, episodes, trainer (default: 0)",
                                           rng=V.Range(0, 2**32 - 1, why="numpy's seed range"))] = None,
     out: Annotated[Optional[Path], V._opt("--out", "output folder (default: a new runs/train-ENV-TIME)")] = None,
@@ -44,9 +44,11 @@ def train_cmd(
     env_arg: EnvArgOpt = None,
     calibration: Annotated[
         Optional[Path],
-        typer.Option(help="train on a calibrate output's in-band tasks (default: quality/ENV/calibration if it fits)"),
+        typer.Option(help="train on a calibrate output's in-band tasks (default: the newest "
+                     "quality/ENV/calibration-* that fits)"),
     ] = None,
-    no_calibration: Annotated[bool, typer.Option("--no-calibration", help="train on the train split")] = False,
+    no_calibration: Annotated[bool, typer.Option("--no-calibration", metavar="",
+                                                 help="train on the train split")] = False,
     save_every: Annotated[Optional[int], V._opt("--save-every", "checkpoint every N steps (default: 10)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda[:N] or mps (default: cuda when available)")] = None,
     threads: V.Threads = None,

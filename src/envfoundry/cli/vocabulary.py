@@ -176,11 +176,11 @@ MaxErrors = Annotated[Optional[str], _opt(
 # ----------------------------------------------------------------- output
 
 Out = Annotated[Optional[Path], _opt("--out", "output folder (default: a new timestamped folder, printed)")]
-Resume = Annotated[bool, typer.Option("--resume", help="continue the work stored in --out")]
-Force = Annotated[bool, typer.Option("--force", help="replace what --out holds (an envfoundry output) instead of "
-                                     "refusing")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
-Json = Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")]
+Resume = Annotated[bool, typer.Option("--resume", metavar="", help="continue the work stored in --out")]
+Force = Annotated[bool, typer.Option("--force", metavar="", help="replace what --out holds (an envfoundry output) "
+                                     "instead of refusing")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="no progress output")]
+Json = Annotated[bool, typer.Option("--json", metavar="", help="machine-readable report on stdout")]
 
 # ----------------------------------------------------------------- training
 

@@ -133,8 +133,8 @@ class TrajectoryRecord(TypedDict):
     """The episode's field-level changes to the world (`op`, `table`, `key`, `field`, `before`, `after`), for
     an environment with a world."""
     policy_info: NotRequired[list[dict[str, Any]]]
-    """What the policy reported of its turns (retries, text tool-call problems), one object per turn that
-    reported any."""
+    """What the policy reported of its turns (a model's `finish_reason`, tool calls it could not read, text
+    it escaped; a probe's name), one object per turn that reported any."""
     turn_usage: NotRequired[list[UsageRecord]]
     """The server's token counts for each policy turn, when a model reported any."""
     escaped: NotRequired[list[str]]
@@ -151,13 +151,13 @@ class NewerSchemaError(StoreError):
     """A run store written by a newer envfoundry than this one: reading it could misread it (exit code 2)."""
 
 
-def check_schema_version(version: object, where: str | Path) -> None:
-    """Refuse a run store (``where``: its manifest) whose ``schema_version`` is newer than
+def check_schema_version(version: object, store: str | Path) -> None:
+    """Refuse the run store ``store`` when its manifest's ``schema_version`` is newer than
     :data:`SCHEMA_VERSION`; any other value is left to the manifest's own validation."""
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise NewerSchemaError(
-            f"{where} is a run store of schema version {version}, written by a newer envfoundry; this envfoundry "
-            f"({__version__}) reads schema version {SCHEMA_VERSION} and older: upgrade envfoundry "
+            f"run store {str(store)!r} has schema version {version}, written by a newer envfoundry; this "
+            f"envfoundry ({__version__}) reads schema version {SCHEMA_VERSION} and older: upgrade envfoundry "
             "(pip install --upgrade envfoundry) to read or resume it"
         )
 

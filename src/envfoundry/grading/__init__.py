@@ -3,7 +3,8 @@
 ``state_diff``: declare the world changes a task requires; everything else is collateral damage.
 ``predicates``: the field checks such declarations are written with.
 ``rubric``: an LLM judge answering weighted yes/no items (failures are ``GraderUndecided``).
-``agreement`` / ``agree``: metrics and reports of a grader's agreement with labels (numpy; imported on use).
+``agreement``, ``compare``: the agreement metrics, and a grader's agreement with labels computed from
+records in memory (numpy; imported on use). Reading labels, runs and judges is ``envfoundry.quality.agree``.
 """
 
 from .predicates import MISSING, Pred, as_pred, eq, ge, gt, le, lt, ne, one_of, same_records, satisfies

@@ -88,6 +88,11 @@ import os, sys
 _ppid = int(sys.argv.pop(1))
 _repack = sys.argv.pop(1) == "1"
 _module = sys.argv.pop(1)
+try:  # a crash (llama.cpp's SIGSEGV) must not write a core file of the model into the user's folder
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+except Exception:
+    pass
 if _ppid and sys.platform.startswith("linux"):
     try:
         import ctypes, signal
@@ -486,7 +491,11 @@ class LocalServer:
             if reason is None:  # it loads and lists the model: does it really generate?
                 failed = yield ("complete", max(1.0, self.startup_timeout - (time.monotonic() - t0)))
                 if failed:
-                    time.sleep(0.2)  # a crashing child needs a moment to be reaped as dead
+                    for _ in range(30):  # a crashing child may need a moment (a core dump) to be seen dead
+                        assert self._proc is not None
+                        if self._proc.poll() is not None:
+                            break
+                        yield ("sleep", 0.1)
                     reason = self._check_alive(t0, "during its first completion") or (
                         f"the local model server does not generate: {failed}")
             if reason is None:

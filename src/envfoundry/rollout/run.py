@@ -23,6 +23,7 @@ from ..core.policy import Policy
 from ..core.resume import differences, refuse_differences
 from ..core.task import Task
 from ..core.version import __version__
+from .config import ModelOptions, RunConfig
 from .engine import RolloutConfig, iter_jobs, run_all
 from .pool import WorkerError, check_workers, run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
@@ -195,39 +196,51 @@ def _resumed_options(stored: dict[str, Any], given: dict[str, Any] | None, out: 
     return opts
 
 
+#: the run options a resume compares with the stored run (the rest say how it is executed)
+_RESUMABLE = ("split", "limit", "samples", "seed", "task_seed", "timeout_s", "max_turns")
+
+
+@dataclass
+class _Plan:
+    """A run ready to execute: its store, environment, tasks, policy and what is already done."""
+
+    store: RunStore
+    env: Environment
+    tasks: Sequence[Task]
+    policy: Policy
+    cfg: RolloutConfig
+    done: dict[Any, Any]
+    source: Any
+    blob: bytes | None
+    workers: int
+    resumed: bool
+
+
 async def evaluate_async(
     env: Environment | str,
     *,
     model: str | Policy,
     out: str | Path,
-    split: str | None = None,
-    limit: int | None = None,
-    samples: int | None = None,
-    concurrency: int | None = None,
-    seed: int | None = None,
-    task_seed: int | None = None,
-    timeout_s: float | None = None,
-    max_turns: int | None = None,
+    config: RunConfig | None = None,
+    model_options: ModelOptions | dict[str, Any] | None = None,
     resume: bool = False,
     progress: Progress | None = None,
-    model_options: dict[str, Any] | None = None,
-    env_args: dict[str, str] | None = None,
-    task_ids: Sequence[str] | None = None,
-    sample_offset: int = 0,
-    calibration: str | Path | None = None,
-    workers: int = 1,
-    max_errors: MaxErrors = 0,
-    strict_limit: bool = False,
+    **options: Any,
 ) -> Run:
     """Run ``samples`` rollouts of each selected task and store them under ``out``.
 
+    The run's options are a :class:`~envfoundry.rollout.config.RunConfig` (``config``) or its fields
+    as keyword arguments (``split``, ``limit``, ``samples``, ``seed``, ``task_seed``, ``timeout_s``,
+    ``max_turns``, ``env_args``, ``calibration``, ``task_ids``, ``sample_offset``, ``concurrency``,
+    ``workers``, ``max_errors``, ``strict_limit``); a bad or unknown one is a UsageError naming it.
     ``model`` is a spec (``scripted:oracle``, ``local``, ``openai:NAME``) or a Policy object;
-    ``model_options`` go to :func:`~envfoundry.policies.resolve_policy` (base_url, api_key_env,
-    sampling, tool_mode, slots for ``local``). On ``resume`` the stored run's selection, seeds,
-    environment arguments, sampling and tool mode are used, and a given value that differs is refused;
-    the base URL is the stored one unless given; ``concurrency`` (default: the stored one) and slots
-    are settings of this process (slots: the default unless given again).
-    ``concurrency`` defaults to 32 for a new run.
+    ``model_options`` (a :class:`~envfoundry.rollout.config.ModelOptions` or a dict of its fields)
+    go to :func:`~envfoundry.policies.resolve_policy`.
+
+    On ``resume`` the stored run's selection, seeds, environment arguments, sampling and tool mode
+    are used; an option given with another value is refused, naming it (:mod:`envfoundry.core.resume`);
+    the base URL is the stored one unless given; ``concurrency`` (default: the stored one), ``workers``
+    and slots are settings of this process. ``concurrency`` defaults to 32 for a new run.
 
     ``task_ids`` narrows the split's first ``limit`` tasks to these ids (in this order).
     ``sample_offset`` numbers the samples ``sample_offset .. sample_offset + samples - 1``, so a
@@ -245,109 +258,125 @@ async def evaluate_async(
     :class:`~envfoundry.core.errors.ModelServerDied` (its exit status and log tail; the logs are
     copied into ``out/server-logs``); nothing is recorded against the dead server.
     """
+    rc = RunConfig.of(config, options)
+    mo = ModelOptions.of(model_options)
+    plan = await (_plan_resumed if resume else _plan_new)(env, model, out, rc, mo)
+    return await _execute(plan, progress, rc.max_errors)
+
+
+async def _plan_resumed(env: Environment | str, model: str | Policy, out: str | Path, rc: RunConfig,
+                        model_options: ModelOptions) -> _Plan:
+    """Open a stored run to continue it: its configuration, the policy, the tasks not yet done."""
     from ..core.loading import load
 
-    check_max_errors(max_errors)
-    if workers < 1:
-        raise UsageError(f"workers must be >= 1, got {workers}")
+    env_spec = canonical_spec(env) if isinstance(env, str) else env.name
+    store = RunStore.open(out)
+    m = store.manifest
+    if isinstance(env, str) and not {env, env_spec} & {m.env, m.env_spec, canonical_spec(m.env_spec)}:
+        raise StoreError(f"run {str(out)!r} is of environment {m.env_spec!r}, not {env!r}")
+    given = {**rc.model_dump(include=set(_RESUMABLE)), "env_args": rc.env_args or None,
+             "calibration": str(Path(rc.calibration).resolve()) if rc.calibration is not None else None,
+             "sample_offset": rc.sample_offset or None}
+    refuse_differences(differences(m.model_dump(), given, what=f"the run in {str(out)!r}", names=_RUN_NAMES))
+    env_obj = load(m.env_spec, m.env_args) if isinstance(env, str) else env
+    if env_obj.name != m.env:
+        raise StoreError(f"run {str(out)!r} is of environment {m.env!r}, not {env_obj.name!r}")
+    if env_obj.version != m.env_version:
+        raise StoreError(
+            f"run {str(out)!r} used {m.env} {m.env_version}; this is {m.env} {env_obj.version}"
+        )
+    opts = _resumed_options(m.policy, model_options.resolve_kwargs(), out) if isinstance(model, str) else {}
+    policy = _policy_from(model, opts)
+    spec = policy.describe().get("spec")
+    if spec != m.policy.get("spec"):
+        raise StoreError(f"run {str(out)!r} used policy {m.policy.get('spec')!r}, not {spec!r}")
+    tasks_all = _select(env_obj, m.split, m.limit, m.task_seed, calibration=m.calibration)
+    by_id = {t.id: t for t in tasks_all}
+    missing = [t for t in m.task_ids if t not in by_id]
+    if missing:
+        raise StoreError(
+            f"run {str(out)!r}: {len(missing)} task ids no longer generated by "
+            f"{m.env} (e.g. {missing[0]}); the environment changed"
+        )
+    tasks = [by_id[t] for t in m.task_ids]
+    source = (m.env_spec, m.env_args) if isinstance(env, str) else getattr(env_obj, "loaded_from", None)
+    conc = m.concurrency if rc.concurrency is None else rc.concurrency
+    if conc < 1:
+        raise UsageError(f"concurrency must be >= 1, got {conc}")
+    if rc.workers > conc:
+        raise UsageError(f"workers ({rc.workers}) must not exceed the concurrency ({conc})")
+    blob = check_workers(env_obj, source, tasks, policy) if rc.workers > 1 else None
+    cfg = RolloutConfig(samples=m.samples, concurrency=conc, seed=m.seed,
+                        timeout_s=m.timeout_s, max_turns=m.max_turns)
+    try:
+        done = store.prepare_resume()
+    except OSError as e:
+        _raise_write_error(e, store.path)
+    return _Plan(store, env_obj, tasks, policy, cfg, done, source, blob, rc.workers, resumed=True)
+
+
+async def _plan_new(env: Environment | str, model: str | Policy, out: str | Path, rc: RunConfig,
+                    model_options: ModelOptions) -> _Plan:
+    """Select the tasks, start the policy, then make the run store (a model that cannot start
+    leaves no run directory behind)."""
+    from ..core.loading import load
 
     env_spec = canonical_spec(env) if isinstance(env, str) else env.name
-    if resume:
-        store = RunStore.open(out)
-        m = store.manifest
-        if isinstance(env, str) and not {env, env_spec} & {m.env, m.env_spec, canonical_spec(m.env_spec)}:
-            raise StoreError(f"run {str(out)!r} is of environment {m.env_spec!r}, not {env!r}")
-        given = {"split": split, "limit": limit, "samples": samples, "seed": seed, "task_seed": task_seed,
-                 "timeout_s": timeout_s, "max_turns": max_turns, "env_args": env_args or None,
-                 "calibration": str(Path(calibration).resolve()) if calibration is not None else None,
-                 "sample_offset": sample_offset or None}
-        refuse_differences(differences(m.model_dump(), given, what=f"the run in {str(out)!r}", names=_RUN_NAMES))
-        env_obj = load(m.env_spec, m.env_args) if isinstance(env, str) else env
-        if env_obj.name != m.env:
-            raise StoreError(f"run {str(out)!r} is of environment {m.env!r}, not {env_obj.name!r}")
-        if env_obj.version != m.env_version:
-            raise StoreError(
-                f"run {str(out)!r} used {m.env} {m.env_version}; this is {m.env} {env_obj.version}"
-            )
-        opts = _resumed_options(m.policy, model_options, out) if isinstance(model, str) else {}
-        policy = _policy_from(model, opts)
-        spec = policy.describe().get("spec")
-        if spec != m.policy.get("spec"):
-            raise StoreError(f"run {str(out)!r} used policy {m.policy.get('spec')!r}, not {spec!r}")
-        tasks_all = _select(env_obj, m.split, m.limit, m.task_seed, calibration=m.calibration)
-        by_id = {t.id: t for t in tasks_all}
-        missing = [t for t in m.task_ids if t not in by_id]
-        if missing:
-            raise StoreError(
-                f"run {str(out)!r}: {len(missing)} task ids no longer generated by "
-                f"{m.env} (e.g. {missing[0]}); the environment changed"
-            )
-        tasks = [by_id[t] for t in m.task_ids]
-        source = (m.env_spec, m.env_args) if isinstance(env, str) else getattr(env_obj, "loaded_from", None)
-        conc = m.concurrency if concurrency is None else concurrency
-        if conc < 1:
-            raise UsageError(f"concurrency must be >= 1, got {conc}")
-        if workers > conc:
-            raise UsageError(f"workers ({workers}) must not exceed the concurrency ({conc})")
-        blob = check_workers(env_obj, source, tasks, policy) if workers > 1 else None
-        cfg = RolloutConfig(samples=m.samples, concurrency=conc, seed=m.seed,
-                            timeout_s=m.timeout_s, max_turns=m.max_turns)
-        try:
-            done = store.prepare_resume()
-        except OSError as e:
-            _raise_write_error(e, store.path)
-    else:
-        concurrency = 32 if concurrency is None else concurrency
-        env_obj = load(env, env_args) if isinstance(env, str) else env
-        source = getattr(env_obj, "loaded_from", None)
-        split = "test" if split is None else split
-        samples = 1 if samples is None else samples
-        seed = 0 if seed is None else seed
-        ts = seed if task_seed is None else task_seed
-        if sample_offset < 0:
-            raise UsageError(f"sample_offset must be >= 0, got {sample_offset}")
-        cal = str(Path(calibration).resolve()) if calibration is not None else None
-        if cal is not None and split == CALIBRATED and CALIBRATED not in env_obj.splits:
-            ts = load_calibrated_split(cal).task_seed
-        tasks = list(_select(env_obj, split, limit, ts, task_ids=task_ids, calibration=cal))
-        if not tasks:
-            raise UsageError(f"no tasks to run: {env_obj.name} split {split!r} gives none"
-                             + (f" (--limit {limit})" if limit is not None else ""))
-        if limit is not None and task_ids is None and len(tasks) < limit:
-            short = (f"--limit {limit} asks for more tasks than {env_obj.name} split {split!r} has "
-                     f"({len(tasks):,})")
-            if strict_limit:
-                raise UsageError(f"{short}; give --limit {len(tasks)} or leave --limit out to run them all")
-            import warnings
+    concurrency = 32 if rc.concurrency is None else rc.concurrency
+    env_obj = load(env, rc.env_args) if isinstance(env, str) else env
+    source = getattr(env_obj, "loaded_from", None)
+    split = "test" if rc.split is None else rc.split
+    samples = 1 if rc.samples is None else rc.samples
+    seed = 0 if rc.seed is None else rc.seed
+    ts = seed if rc.task_seed is None else rc.task_seed
+    cal = str(Path(rc.calibration).resolve()) if rc.calibration is not None else None
+    if cal is not None and split == CALIBRATED and CALIBRATED not in env_obj.splits:
+        ts = load_calibrated_split(cal).task_seed
+    limit = rc.limit
+    tasks = list(_select(env_obj, split, limit, ts, task_ids=rc.task_ids, calibration=cal))
+    if not tasks:
+        raise UsageError(f"no tasks to run: {env_obj.name} split {split!r} gives none"
+                         + (f" (--limit {limit})" if limit is not None else ""))
+    if limit is not None and rc.task_ids is None and len(tasks) < limit:
+        short = (f"--limit {limit} asks for more tasks than {env_obj.name} split {split!r} has "
+                 f"({len(tasks):,})")
+        if rc.strict_limit:
+            raise UsageError(f"{short}; give --limit {len(tasks)} or leave --limit out to run them all")
+        import warnings
 
-            warnings.warn(f"{short}; running {len(tasks):,}", UserWarning, stacklevel=2)
-        try:
-            cfg = RolloutConfig(samples=samples, concurrency=concurrency, seed=seed,
-                                timeout_s=timeout_s, max_turns=max_turns)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        split_concurrency(concurrency, workers)  # before anything is written
-        policy = _policy_from(model, model_options)
-        blob = check_workers(env_obj, source, tasks, policy) if workers > 1 else None
-        manifest = RunManifest(
-            env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, env_args=env_args or {},
-            split=split,
-            limit=limit, task_ids=[t.id for t in tasks], samples=samples, seed=seed,
-            task_seed=ts, policy=policy.describe(), concurrency=concurrency,
-            timeout_s=timeout_s, max_turns=max_turns, package_version=__version__,
-            started_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            python=platform.python_version(), sample_offset=sample_offset, calibration=cal,
-        )
-        RunStore.check_new(out)
-        try:  # the model first: one that cannot start (a bad model file) leaves no run directory behind
-            await policy.start()
-            store = RunStore.create(out, manifest)
-        except BaseException:
-            with contextlib.suppress(Exception):  # the start's or the store's own error is the one to report
-                await asyncio.shield(policy.close())
-            raise
-        done = {}
+        warnings.warn(f"{short}; running {len(tasks):,}", UserWarning, stacklevel=4)
+    try:
+        cfg = RolloutConfig(samples=samples, concurrency=concurrency, seed=seed,
+                            timeout_s=rc.timeout_s, max_turns=rc.max_turns)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    split_concurrency(concurrency, rc.workers)  # before anything is written
+    policy = _policy_from(model, model_options.resolve_kwargs())
+    blob = check_workers(env_obj, source, tasks, policy) if rc.workers > 1 else None
+    manifest = RunManifest(
+        env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, env_args=rc.env_args or {},
+        split=split,
+        limit=limit, task_ids=[t.id for t in tasks], samples=samples, seed=seed,
+        task_seed=ts, policy=policy.describe(), concurrency=concurrency,
+        timeout_s=rc.timeout_s, max_turns=rc.max_turns, package_version=__version__,
+        started_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        python=platform.python_version(), sample_offset=rc.sample_offset, calibration=cal,
+    )
+    RunStore.check_new(out)
+    try:  # the model first: one that cannot start (a bad model file) leaves no run directory behind
+        await policy.start()
+        store = RunStore.create(out, manifest)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the start's or the store's own error is the one to report
+            await asyncio.shield(policy.close())
+        raise
+    return _Plan(store, env_obj, tasks, policy, cfg, {}, source, blob, rc.workers, resumed=False)
 
+
+
+async def _execute(plan: _Plan, progress: Progress | None, max_errors: MaxErrors) -> Run:
+    """Run what the plan has left, recording as rollouts finish, and write the summary."""
+    store, env_obj, tasks, policy, cfg, done = plan.store, plan.env, plan.tasks, plan.policy, plan.cfg, plan.done
     total = len(tasks) * cfg.samples
     if progress is not None:
         progress.start(total, len(done))
@@ -378,13 +407,13 @@ async def evaluate_async(
     died: str | None = None  # what became of a dead model server (read before the policy is closed)
     try:
         try:
-            if resume:  # a new run started its policy before it made the run directory
+            if plan.resumed:  # a new run started its policy before it made the run directory
                 await policy.start()
             offset = store.manifest.sample_offset
-            if workers > 1:
-                assert source is not None
-                await run_pool(source, (env_obj.name, env_obj.version), tasks, policy, cfg, workers, on_line,
-                               light_record, offset=offset, done=done, tasks_blob=blob)
+            if plan.workers > 1:
+                assert plan.source is not None
+                await run_pool(plan.source, (env_obj.name, env_obj.version), tasks, policy, cfg, plan.workers, on_line,
+                               light_record, offset=offset, done=done, tasks_blob=plan.blob)
             else:
                 await run_all(env_obj, iter_jobs(tasks, cfg.samples, done, offset=offset), policy, cfg, on_record,
                               total - len(done))
@@ -418,6 +447,8 @@ async def evaluate_async(
         if progress is not None:  # whatever happened: the terminal gets its cursor back
             progress.stop()
     return Run(store.path, store.manifest, summary, max_errors=max_errors)
+
+
 
 
 def _postmortem(policy: Policy, run_dir: Path) -> str | None:

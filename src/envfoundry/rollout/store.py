@@ -223,7 +223,7 @@ class RunStore:
             raise StoreError(f"{str(p)!r} is not a run directory (no {MANIFEST})")
         obj, text = _load_json(mf)
         if isinstance(obj, dict):  # first: a newer store may differ in any field
-            check_schema_version(obj.get("schema_version"), mf)
+            check_schema_version(obj.get("schema_version"), p)
             obj.setdefault("schema_version", UNVERSIONED)
         try:
             manifest = RunManifest.model_validate(obj)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import atomic_write_text
+from ..core.outcome import Outcome
 from ..core.stats import wilson
 
 
@@ -111,7 +112,7 @@ def write_report(
         )
     lines += ["", f"**Verdict:** {verdict(b, a)}.", ""]
     steps = [r for r in log if r.get("reward") is not None]
-    masked = totals.get("env_error", 0) + totals.get("grader_error", 0)
+    masked = sum(totals.get(o, 0) for o in Outcome.CODE_ERRORS)
     lines += [
         "## Training",
         "",

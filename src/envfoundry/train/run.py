@@ -27,6 +27,8 @@ from ..core.env import Environment
 from ..core.errors import UsageError, reason
 from ..core.files import atomic_write_text, ensure_dir
 from ..core.loading import canonical_spec
+from ..core.outcome import Outcome
+from ..core.record import check_schema_version
 from ..core.resume import differences
 from ..core.task import Task
 from .model import check_device, check_train_installed, resolve_model_source
@@ -299,7 +301,7 @@ def train(
 
     adapter = EnvAdapter(env_obj, tasks, group_size=cfg.group_size, seed=cfg.seed, max_turn_tokens=turn_tokens)
     for r in log:
-        for k in ("env_error", "grader_error"):
+        for k in sorted(Outcome.CODE_ERRORS):
             adapter.totals[k] += int(r.get(f"envfoundry/{k}") or 0)
         adapter.totals["scored"] += cfg.batch - int(r.get("envfoundry/masked") or 0)
     t = time.perf_counter()
@@ -320,8 +322,8 @@ def train(
 
     from .report import plot_reward_curve, write_report
 
-    totals = {k: int(v) for k, v in adapter.totals.items() if k in ("env_error", "grader_error")}
-    totals["scored"] = int(sum(v for k, v in adapter.totals.items() if k not in ("env_error", "grader_error")))
+    totals = {k: int(v) for k, v in adapter.totals.items() if k in Outcome.CODE_ERRORS}
+    totals["scored"] = int(sum(v for k, v in adapter.totals.items() if k not in Outcome.CODE_ERRORS))
     plot_reward_curve(log, outp / "reward_curve.png")
     report = None
     if before is not None and after is not None:
@@ -341,6 +343,7 @@ def _evaluate(d: Path, spec: str, env: Environment | str, cfg: TrainConfig, task
 
     if (d / "manifest.json").is_file():
         stored = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        check_schema_version(stored.get("schema_version"), d)  # never removed nor misread
         if stored.get("policy", {}).get("spec") != spec:  # e.g. trained for fewer steps: stale
             shutil.rmtree(d)
         elif (d / "summary.json").is_file():

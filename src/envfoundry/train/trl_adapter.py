@@ -35,12 +35,11 @@ from typing import Any
 
 from ..core.env import Environment, Episode
 from ..core.messages import Message
+from ..core.outcome import Outcome
 from ..core.seeding import derive_seed
 from ..core.task import Task
 from .chat import chat_dicts, render, to_action
 from .policy import generate_ids
-
-ERROR_OUTCOMES = ("env_error", "grader_error")
 
 
 @dataclass(slots=True)
@@ -73,8 +72,8 @@ def grade_episode(env: Environment, ep: Episode) -> Graded:
     try:
         score = env.grade(ep)
     except Exception as e:  # noqa: BLE001 - a grader error is recorded and masked, never a 0
-        return Graded(None, "grader_error", error=f"{type(e).__name__}: {e}")
-    return Graded(score.value, "truncated" if ep.truncated else "completed", score.breakdown)
+        return Graded(None, Outcome.GRADER_ERROR.value, error=f"{type(e).__name__}: {e}")
+    return Graded(score.value, (Outcome.TRUNCATED if ep.truncated else Outcome.COMPLETED).value, score.breakdown)
 
 
 class EnvAdapter:
@@ -171,7 +170,7 @@ class EnvAdapter:
             ep = self.env.reset(task, seed=seed)
             ep.step(Message("assistant", text))
         except Exception as e:  # noqa: BLE001 - environment code failed: masked, never a 0
-            return Graded(None, "env_error", error=f"{type(e).__name__}: {e}")
+            return Graded(None, Outcome.ENV_ERROR.value, error=f"{type(e).__name__}: {e}")
         return grade_episode(self.env, ep)
 
     def _log(self, graded: list[Graded], step: int, log_metric: Any, log_extra: Any) -> None:
@@ -193,13 +192,13 @@ class EnvAdapter:
                if scored and mean is not None else None)
         summary: dict[str, Any] = {
             "step": step, "completions": len(graded), "scored": len(scored), "masked": masked,
-            "env_error": outcomes.get("env_error", 0), "grader_error": outcomes.get("grader_error", 0),
+            **{o: outcomes.get(o, 0) for o in sorted(Outcome.CODE_ERRORS)},  # masked, never a 0
             "reward_mean": mean, "reward_std": std, "groups": len(groups),
             "zero_variance_groups": zero_var / len(judged) if judged else None,
             "breakdown": {k: sum(v) / len(v) for k, v in parts.items()},
         }
         if log_metric is not None:
-            for name in ("masked", "env_error", "grader_error"):
+            for name in ("masked", *sorted(Outcome.CODE_ERRORS)):
                 log_metric(f"envfoundry/{name}", float(summary[name]))
             for k, v in summary["breakdown"].items():
                 log_metric(f"envfoundry/breakdown/{k}", v)
@@ -312,7 +311,7 @@ class _Ep:
 
     def finish(self) -> Graded:
         if self.error is not None or self.ep is None:
-            return Graded(None, "env_error", error=self.error)
+            return Graded(None, Outcome.ENV_ERROR.value, error=self.error)
         return grade_episode(self.ad.env, self.ep)
 
 

@@ -43,7 +43,7 @@ def agree(labels: Labels, config: AgreeConfig | None = None, *, on_progress: Cal
     ``info``; the CLI exits 1 then.
     """
     cfg = _config(config, options)
-    lab_path = None if _is_records(labels) else shipped_labels(labels)  # type: ignore[arg-type]
+    lab_path = shipped_labels(labels) if isinstance(labels, (str, os.PathLike)) else None
     items_path = _items_path(cfg, lab_path)
     if cfg.save is not None:  # before judging: never replace an input, never fail after the work
         check_save(cfg.save, {"--labels": lab_path, "--scores": _path(cfg.scores), "--items": items_path})
@@ -51,7 +51,7 @@ def agree(labels: Labels, config: AgreeConfig | None = None, *, on_progress: Cal
         lab = load_labels(lab_path, id_field=cfg.id_field, label_field=cfg.label_field,
                           annotator_field=cfg.annotator_field)
     else:
-        lab = _label_records(labels)  # type: ignore[arg-type]
+        lab = _label_records(labels)
     scores, asked = None, None
     if cfg.scores is not None:
         scores = (load_scores(cfg.scores, id_field=cfg.id_field) if isinstance(cfg.scores, Path)
@@ -100,15 +100,11 @@ def _problem(error: Mapping[str, Any]) -> str:
     return f"{name}: {error.get('msg', 'invalid')}, got {got!r}"
 
 
-def _is_records(labels: Any) -> bool:
-    return not isinstance(labels, (str, os.PathLike))
-
-
 def _path(v: Any) -> Path | None:
     return v if isinstance(v, Path) else None
 
 
-def _label_records(labels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _label_records(labels: Any) -> list[dict[str, Any]]:
     """Label records given in memory, as copies; the labels' checks are :func:`compare`'s."""
     if isinstance(labels, (bytes, Mapping)) or not isinstance(labels, Iterable):
         raise UsageError(f"labels are a file, an environment's name or a list of records, got {type(labels).__name__}")
