@@ -188,6 +188,24 @@ def test_progress_says_what_it_counts_and_prints_lines_when_not_on_a_terminal():
     assert "\x1b" not in text  # plain lines, no terminal codes
 
 
+def test_plain_progress_lines_come_while_no_rollout_finishes():
+    """A slow model: the log gets a line every few seconds even when no rollout has finished."""
+    import time
+
+    from envfoundry.display import RichProgress
+
+    buf = io.StringIO()
+    p = RichProgress(Console(file=buf, width=80), every_s=0.05)
+    p.start(2, 0)
+    time.sleep(0.4)  # nothing finishes
+    p.stop()
+    lines = [ln for ln in buf.getvalue().splitlines() if "0 of 2 done, passed none scored yet" in ln]
+    assert len(lines) >= 3
+    n = len(buf.getvalue())
+    time.sleep(0.2)
+    assert len(buf.getvalue()) == n  # stopped: no more lines
+
+
 def test_summary_of_a_run_that_measured_nothing_says_so():
     from envfoundry.display import summary_table
 

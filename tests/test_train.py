@@ -359,7 +359,7 @@ def test_train_cli_rejects_a_batch_that_splits_groups(run_cli) -> None:
     if _MISSING and not _IN_CI:
         assert 'pip install "envfoundry[train]"' in r.stderr  # says how to get the extra
     else:
-        assert "multiple of group_size" in r.stderr
+        assert "multiple of --samples" in r.stderr
 
 
 # -------------------------------------------------------------------- exports

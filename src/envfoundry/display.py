@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -35,12 +36,18 @@ class RichProgress:
         self._n = self._passed = self._scored = self._errors = self._shown = 0
         self._total = self._done = self._lined = 0
         self._t0 = self._last = time.perf_counter()
+        self._ticker: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     def start(self, total: int, done: int) -> None:
         self._total, self._done = total, done
         self._t0 = self._last = time.perf_counter()
         if not self.console.is_terminal:
             self.console.print(f"{self.what}: {done:,} of {total:,} done at the start", soft_wrap=True)
+            # a line every every_s seconds even while no rollout finishes (a slow model, a long episode)
+            self._stopped.clear()
+            self._ticker = threading.Thread(target=self._tick, name="envfoundry-progress", daemon=True)
+            self._ticker.start()
             return
         from rich.table import Column
 
@@ -76,10 +83,11 @@ class RichProgress:
             self._passed += bool(rec["passed"])
         else:
             self._errors += 1
-        if self._p is not None:
-            if self._n % 64 == 0 or self._n < 64:
-                self._refresh()
-        elif time.perf_counter() - self._last >= self.every_s:
+        if self._p is not None and (self._n % 64 == 0 or self._n < 64):
+            self._refresh()
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(max(self.every_s, 0.01)):
             self._line()
 
     def _speed(self) -> str:
@@ -103,6 +111,10 @@ class RichProgress:
                        speed=self._speed())
 
     def stop(self) -> None:
+        self._stopped.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
         if self._p is not None:
             self._refresh()
             self._p.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -108,3 +108,18 @@ def check_model_options(tool_mode: str | None, temperature: float | None, top_p:
         if v is not None and not ok(v):
             raise UsageError(f"{name} {v} is out of range (temperature >= 0, 0 < top-p <= 1, max-tokens >= 1)")
 
+
+
+def check_limit(env: Any, split: str | None, limit: int | None, seed: int) -> None:
+    """A ``--limit`` given for more tasks than the split has is refused (exit 2), as in ``run``;
+    left out, a command takes its default number or the whole split."""
+    if limit is None:
+        return
+    name = split or ("test" if "test" in env.splits else env.splits[0])
+    try:
+        n = len(env.tasks(name, seed=seed))
+    except (KeyError, TypeError):
+        return  # an unknown split or a source without a length: the command reports it its own way
+    if limit > n:
+        raise UsageError(f"--limit {limit} asks for more tasks than {env.name} split {name!r} has ({n:,}); give "
+                         f"--limit {n} or leave --limit out")

@@ -17,6 +17,7 @@ from ._common import (
     _env_spec,
     _escape,
     app,
+    check_limit,
     check_model_options,
     console,
     err,
@@ -46,12 +47,13 @@ def check_cmd(
 
     spec = _env_spec(env, env_opt)
     tasks = V.renamed(limit, tasks_old, "--tasks", "--limit")
-    tasks = 20 if tasks is None else tasks
     samples = 2 if samples is None else samples
     seed = 0 if seed is None else seed
     e = load(spec, _env_args(env_arg))
     if split is not None and split not in e.splits:
         raise UsageError(f"environment {e.name!r} has no split {split!r} (splits: {', '.join(e.splits)})")
+    check_limit(e, split, tasks, seed)
+    tasks = 20 if tasks is None else tasks
     report = check_env(e, spec=spec, config=CheckConfig(tasks=tasks, samples=samples, seed=seed, split=split))
     if json_out:
         print(json.dumps(report.to_dict(), indent=2, default=str))
@@ -106,6 +108,8 @@ def audit_cmd(
     if resume and out is None:
         raise UsageError("--resume needs --out DIR (the audit to continue)")
     e = load(spec, _env_args(env_arg))
+    if not resume:
+        check_limit(e, split, tasks, 0 if seed is None else seed)
     if out is None:
         out = default_out(default_results_dir(e.name), "audit")
     prepare_out(out, command="audit", resume=resume, force=force, spec=spec)

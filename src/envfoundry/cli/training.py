@@ -20,7 +20,8 @@ def train_cmd(
         "--model", "local (the embedded SmolLM2), local:PATH.gguf, PATH.gguf or a local HF model folder "
         "(default: local)")] = None,
     steps: Annotated[Optional[int], V._opt("--steps", "optimizer steps (default: 30)")] = None,
-    samples: Annotated[Optional[int], V._opt("--samples", "completions per task, a GRPO group (default: 4)")] = None,
+    samples: Annotated[Optional[int], V._opt("--samples", "completions per task, a GRPO group (default: 4)",
+                                             rng=V.Range(2, V.MAX_SAMPLES, why="rollouts per task"))] = None,
     batch: Annotated[Optional[int], V._opt("--batch", "completions per step (a multiple of --samples) (default: 8)")
                      ] = None,
     lr: Annotated[Optional[float], V._opt("--lr", "learning rate (default 1e-5, LoRA 1e-4)")] = None,
@@ -35,7 +36,8 @@ def train_cmd(
         "--max-completion-tokens", "tokens per completion (whole episode) (default: 256)")] = None,
     max_tokens: Annotated[Optional[int], V._opt("--max-tokens", "tokens per model turn (multi-turn)")] = None,
     temperature: Annotated[Optional[float], V._opt(
-        "--temperature", "sampling temperature while training (> 0; default: 1.0)")] = None,
+        "--temperature", "sampling temperature while training (default: 1.0)", rng=V.Range(0, 100, open_lo=True))
+    ] = None,
     beta: Annotated[Optional[float], V._opt("--beta", "KL coefficient (0: no reference model) (default: 0.0)")
                     ] = None,
     eval_limit: Annotated[Optional[int], V._opt(
@@ -122,7 +124,9 @@ def train_cmd(
         })
     except ValidationError as e:
         first = e.errors()[0]
-        where = "--" + "-".join(map(str, first["loc"])).replace("_", "-") if first["loc"] else "options"
+        field = "_".join(map(str, first["loc"]))
+        renamed = {"group_size": "--samples", "eval_tasks": "--eval-limit", "max_turn_tokens": "--max-tokens"}
+        where = renamed.get(field, "--" + field.replace("_", "-")) if first["loc"] else "options"
         got = f", got {first.get('input')!r}" if first["loc"] else ""
         raise UsageError(f"bad {where}: {first['msg'].removeprefix('Value error, ')}{got}") from None
 

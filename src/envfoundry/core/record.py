@@ -2,7 +2,7 @@
 one check every reader applies to a record.
 
 Each field is documented under its declaration; the README's table of record fields is printed
-from these docstrings (``python -m envfoundry.core.record``) and a test keeps the two equal.
+from these docstrings (``python -m envfoundry.core.record_docs``) and a test keeps the two equal.
 :data:`SCHEMA_VERSION` numbers what a run store holds. It goes up when a record or a manifest
 changes in a way an older reader would misread, and every reader refuses a run store of a newer
 schema than its own (:func:`check_schema_version`) instead of misreading it.
@@ -10,11 +10,8 @@ schema than its own (:func:`check_schema_version`) instead of misreading it.
 
 # no ``from __future__ import annotations``: Python 3.11 reads NotRequired in a TypedDict only from
 # evaluated annotations, and the check below is compiled from them
-import ast
-import enum
-import types
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, Literal, NotRequired, TypedDict, get_type_hints
 
 from .errors import StoreError
 from .outcome import Outcome
@@ -204,55 +201,3 @@ def check_record(obj: Any) -> str | None:
             return f"a {outcome} record without a boolean 'passed'"
     why = _why(obj)
     return why.text() if why is not None else None
-
-
-# ------------------------------------------------------------------------------------ the docs
-def field_docs(td: Any) -> dict[str, str]:
-    """The docstring under each field of the TypedDict ``td`` (read from this module's source)."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == td.__name__)
-    docs: dict[str, str] = {}
-    for stmt, after in zip(cls.body, cls.body[1:], strict=False):
-        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-            docs[stmt.target.id] = " ".join(after.value.value.split())
-    return docs
-
-
-_NESTED = {ToolCallRecord: "tool call", MessageRecord: "message", UsageRecord: "token counts",
-           TimingsRecord: "timings", WorldChangeRecord: "change"}
-
-
-def type_name(tp: Any) -> str:
-    """A field's type in words, as the README's table gives it."""
-    origin, args = get_origin(tp), get_args(tp)
-    if tp is Any:
-        return "any"
-    if origin in (Union, types.UnionType):
-        return " or ".join(type_name(a) for a in args)
-    if origin is Literal or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
-        return "string"
-    if is_typeddict(tp):
-        return _NESTED.get(tp, "object")
-    if origin is list:
-        item = type_name(args[0])
-        return f"list of {item if item.endswith('s') else item + 's'}"
-    if origin is dict:
-        return "object"
-    return {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}[tp]
-
-
-def markdown_table(td: Any = TrajectoryRecord) -> str:
-    """The fields of ``td`` as a markdown table: name, type, whether every record has it, and its docstring."""
-    hints = get_type_hints(td)
-    docs = field_docs(td)
-    rows = ["| field | type | written | meaning |", "| --- | --- | --- | --- |"]
-    for name in td.__annotations__:
-        written = "always" if name in td.__required_keys__ else "when it applies"
-        doc = docs[name].replace("|", "\\|")
-        rows.append(f"| `{name}` | {type_name(hints[name])} | {written} | {doc} |")
-    return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    print(markdown_table(), end="")

@@ -26,4 +26,5 @@ def forwarder(old: str, moved: Mapping[str, str]) -> Callable[[str], Any]:
 
 
 def names(module: str, *attrs: str) -> dict[str, str]:
+    """``{attr: module}`` for each of ``attrs``."""
     return dict.fromkeys(attrs, module)

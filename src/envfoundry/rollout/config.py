@@ -20,7 +20,8 @@ def _usage(e: ValidationError, what: str) -> UsageError:
     where = ".".join(str(x) for x in first["loc"]) or what
     if first["type"] == "extra_forbidden":
         return UsageError(f"unknown {what} option {where!r}")
-    return UsageError(f"{what} option {where}: {first['msg'].removeprefix('Value error, ')}, got {first.get('input')!r}")
+    why = first["msg"].removeprefix("Value error, ")
+    return UsageError(f"{what} option {where}: {why}, got {first.get('input')!r}")
 
 
 class RunConfig(BaseModel):

@@ -442,7 +442,7 @@ async def _execute(plan: _Plan, progress: Progress | None, max_errors: MaxErrors
         if died is None:
             raise
         raise ModelServerDied(f"{died}\nthe rollouts stored before are kept; after fixing the server, continue "
-                              f"with: envfoundry run --out {store.path} --resume") from e
+                              f"with: envfoundry run --out {shlex.quote(str(store.path))} --resume") from e
     finally:
         if progress is not None:  # whatever happened: the terminal gets its cursor back
             progress.stop()

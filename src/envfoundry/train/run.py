@@ -72,7 +72,8 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.batch % self.group_size:
-            raise ValueError(f"batch ({self.batch}) must be a multiple of group_size ({self.group_size})")
+            raise ValueError(f"--batch ({self.batch}) must be a multiple of --samples, the group size "
+                             f"({self.group_size})")
         return self
 
     @property
