@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from envfoundry.core.errors import UsageError
-
 from envfoundry import Environment, Message, Policy, Score, Task, load
+from envfoundry.core.errors import UsageError
 from envfoundry.envs import BUILTIN
 from envfoundry.envs.math.grader import parse_answer
 from envfoundry.quality.audit import AuditConfig, audit_env, fisher_greater, judge_probe, sign_test_greater
