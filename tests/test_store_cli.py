@@ -468,8 +468,10 @@ def test_a_task_source_that_fails_is_one_clear_line_in_every_command(tmp_path, s
 def test_an_empty_selection_is_refused(tmp_path):
     r = cli("run", "--model", "scripted:oracle", "math", "--limit", "0", "--out", str(tmp_path / "r"), "-q")
     assert r.returncode == 2 and "--limit must be >= 1" in r.stderr
-    with pytest.raises(envfoundry.core.errors.UsageError, match="no tasks to run"):
+    with pytest.raises(envfoundry.core.errors.UsageError, match="run option limit: .* >= 1, got 0"):
         envfoundry.evaluate("math", model="scripted:oracle", out=tmp_path / "r", limit=0)
+    with pytest.raises(envfoundry.core.errors.UsageError, match="no tasks to run"):  # a selection of none
+        envfoundry.evaluate("math", model="scripted:oracle", out=tmp_path / "r", task_ids=[])
     assert not (tmp_path / "r").exists()
 
 
