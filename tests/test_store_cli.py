@@ -136,7 +136,8 @@ def test_sigint_exits_130_after_flushing(tmp_path):
         (["run", "--model", "scripted:oracle", "math", "--env-arg", "levels"], "--env-arg expects KEY=VALUE"),
         (["run", "--model", "scripted:oracle", "math", "--env-arg", "colour=red"], "does not accept these arguments"),
         (["run", "--model", "scripted:oracle", "math", "--env-arg", "levels=9"], "unknown level(s) [9]"),
-        (["run", "--model", "scripted:oracle", "math", "--tool-mode", "bogus"], "--tool-mode must be one of"),
+        (["run", "--model", "scripted:oracle", "math", "--tool-mode", "bogus"],
+         "--tool-mode (tool_mode): Input should be 'auto', 'native' or 'text'"),
         (["run", "--model", "scripted:oracle", "math", "--temperature", "-1"], "--temperature must be >= 0, got -1.0"),
         (["export", "/nonexistent/run", "x.csv"], "not a run directory"),
         # messages are printed as text, not rich markup: install hints like "envfoundry[local]" survive
@@ -468,7 +469,7 @@ def test_a_task_source_that_fails_is_one_clear_line_in_every_command(tmp_path, s
 def test_an_empty_selection_is_refused(tmp_path):
     r = cli("run", "--model", "scripted:oracle", "math", "--limit", "0", "--out", str(tmp_path / "r"), "-q")
     assert r.returncode == 2 and "--limit must be >= 1" in r.stderr
-    with pytest.raises(envfoundry.core.errors.UsageError, match="run option limit: .* >= 1, got 0"):
+    with pytest.raises(envfoundry.core.errors.UsageError, match=r"--limit \(limit\): .* 1, got 0"):
         envfoundry.evaluate("math", model="scripted:oracle", out=tmp_path / "r", limit=0)
     with pytest.raises(envfoundry.core.errors.UsageError, match="no tasks to run"):  # a selection of none
         envfoundry.evaluate("math", model="scripted:oracle", out=tmp_path / "r", task_ids=[])

@@ -96,20 +96,6 @@ def _escape(s: str) -> str:
     return escape(s)
 
 
-def check_model_options(tool_mode: str | None, temperature: float | None, top_p: float | None,
-                        max_tokens: int | None) -> None:
-    """The model options of run and calibrate, checked for every model (not only served ones)."""
-    from ..policies.openai import TOOL_MODES
-
-    if tool_mode is not None and tool_mode not in TOOL_MODES:
-        raise UsageError(f"--tool-mode must be one of {', '.join(TOOL_MODES)}, got {tool_mode!r}")
-    for name, v, ok in (("--temperature", temperature, lambda x: x >= 0), ("--top-p", top_p, lambda x: 0 < x <= 1),
-                        ("--max-tokens", max_tokens, lambda x: x >= 1)):
-        if v is not None and not ok(v):
-            raise UsageError(f"{name} {v} is out of range (temperature >= 0, 0 < top-p <= 1, max-tokens >= 1)")
-
-
-
 def check_limit(env: Any, split: str | None, limit: int | None, seed: int) -> None:
     """A ``--limit`` given for more tasks than the split has is refused (exit 2), as in ``run``;
     left out, a command takes its default number or the whole split."""

@@ -18,7 +18,6 @@ from ._common import (
     _escape,
     app,
     check_limit,
-    check_model_options,
     console,
     err,
     note_workers,
@@ -175,7 +174,10 @@ def calibrate_cmd(
     from ..quality.calibrate import CalibrateConfig, calibrate, parse_band
 
     spec = _env_spec(env, env_opt)
-    check_model_options(tool_mode, temperature, top_p, max_tokens)
+    from ..rollout.config import ModelOptions
+
+    model_options = ModelOptions.of(dict(base_url=base_url, api_key_env=api_key_env, tool_mode=tool_mode,
+                                         temperature=temperature, top_p=top_p, max_tokens=max_tokens, slots=slots))
     if model is None and not resume:
         raise UsageError("calibrate needs --model (e.g. --model local)")
     if resume and out is None:
@@ -212,11 +214,7 @@ def calibrate_cmd(
     result = calibrate(
         spec, model=model, out=out, config=config, resume=resume, progress=None if quiet else _FreshProgress(),
         on_round=on_round, env_args=_env_args(env_arg) if env_arg else None, workers=workers,
-        model_options={
-            "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
-            "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens},
-            **({"slots": slots} if slots is not None else {}),
-        },
+        model_options=model_options.resolve_kwargs(),
     )
     _print_calibration(result)
     n_err, n_ok = result.summary["errors"], result.summary["scored_samples"]

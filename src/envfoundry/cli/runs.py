@@ -18,7 +18,6 @@ from ._common import (
     _env_spec,
     _escape,
     app,
-    check_model_options,
     console,
     err,
     note_workers,
@@ -87,6 +86,7 @@ def run_cmd(
     """Run tasks x samples rollouts of ENV with a model and store them (--model is required; on --resume the
     stored one). Exit 1 when more rollouts end in errors than --max-errors allows (default: none)."""
     from ..display import RichProgress, summary_table
+    from ..rollout.config import ModelOptions, RunConfig
     from ..rollout.run import evaluate, parse_max_errors
     from .output import default_out, env_stem, prepare_out
 
@@ -101,7 +101,14 @@ def run_cmd(
             env = stored_run.env_spec
     spec = _env_spec(env, env_opt)
     tolerance = parse_max_errors(max_errors) if max_errors is not None else 0
-    check_model_options(tool_mode, temperature, top_p, max_tokens)
+    # the run's two typed configurations, built once: the library validates them the same way for every caller
+    config = RunConfig.of(None, dict(
+        split=split, limit=limit, samples=samples, concurrency=concurrency, seed=seed, task_seed=task_seed,
+        timeout_s=timeout, max_turns=max_turns, env_args=_env_args(env_arg) or None, calibration=calibration,
+        workers=workers, max_errors=tolerance, strict_limit=True))
+    model_options = ModelOptions.of(dict(base_url=base_url, api_key_env=api_key_env, tool_mode=tool_mode,
+                                         temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                         seed=model_seed, slots=slots))
     if stored_run is None and model is None:
         raise UsageError("run needs --model: local (the embedded SmolLM2), local:PATH.gguf, openai:NAME with "
                          "--base-url, or scripted:oracle|noop|random (scripted:oracle follows the reference "
@@ -117,17 +124,8 @@ def run_cmd(
         err.print(f"{'continuing' if resume else 'writing'} the run in [bold]{_escape(str(out))}[/bold]",
                   soft_wrap=True)
     progress = None if quiet else RichProgress(err)
-    run = evaluate(
-        spec, model=model, out=out, split=split, limit=limit, samples=samples,
-        concurrency=concurrency, seed=seed, task_seed=task_seed, timeout_s=timeout,
-        max_turns=max_turns, resume=resume, progress=progress, env_args=_env_args(env_arg),
-        calibration=calibration, workers=workers, max_errors=tolerance, strict_limit=True,
-        model_options={
-            "base_url": base_url, "api_key_env": api_key_env, "tool_mode": tool_mode,
-            "sampling": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": model_seed},
-            **({"slots": slots} if slots is not None else {}),
-        },
-    )
+    run = evaluate(spec, model=model, out=out, config=config, model_options=model_options, resume=resume,
+                   progress=progress)
     console.print(summary_table(run.summary, title=f"{run.manifest.env} - {model}"))
     console.print(f"run stored in [bold]{_escape(str(run.path))}[/bold]")
     if run.failure is not None:

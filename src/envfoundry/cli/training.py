@@ -156,7 +156,9 @@ def train_cmd(
             console.print(f"{name:6s} pass {rate} " + _escape(f"[{100 * r['ci95'][0]:.1f}%, {100 * r['ci95'][1]:.1f}%]")
                           + f" on {r['scored']} held-out tasks ({r['errors']} errors)")
         console.print(verdict(b, a))
-    masked = result.totals.get("env_error", 0) + result.totals.get("grader_error", 0)
+    from ..core.outcome import Outcome
+
+    masked = sum(result.totals.get(o, 0) for o in Outcome.CODE_ERRORS)
     console.print(f"{result.totals.get('scored', 0)} completions rewarded, {masked} masked as errors; "
                   f"report in [bold]{_escape(str(result.out))}[/bold]")
 

@@ -13,15 +13,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..core.errors import UsageError
 
+#: fields whose command-line flag is not ``--`` + the field's name with dashes
+_FLAGS = {"timeout_s": "--timeout", "env_args": "--env-arg"}
+
 
 def _usage(e: ValidationError, what: str) -> UsageError:
-    """A pydantic error as one line naming the option (``samples: Input should be >= 1, got 0``)."""
+    """A pydantic error as one line naming the option by its flag and its Python name
+    (``--limit (limit): Input should be greater than or equal to 1, got 0``)."""
     first = e.errors()[0]
-    where = ".".join(str(x) for x in first["loc"]) or what
+    field = ".".join(str(x) for x in first["loc"])
     if first["type"] == "extra_forbidden":
-        return UsageError(f"unknown {what} option {where!r}")
+        return UsageError(f"unknown {what} option {field!r}")
+    flag = "--model-seed" if (what, field) == ("model", "seed") else _FLAGS.get(field, "--" + field.replace("_", "-"))
     why = first["msg"].removeprefix("Value error, ")
-    return UsageError(f"{what} option {where}: {why}, got {first.get('input')!r}")
+    return UsageError(f"{flag} ({field}): {why}, got {first.get('input')!r}")
 
 
 class RunConfig(BaseModel):
