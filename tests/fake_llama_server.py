@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -66,6 +67,7 @@ def main() -> None:
                 if budget[0] <= 0:
                     print("fake llama server: decoding ... crash (SIGSEGV)", flush=True)
                     os.kill(os.getpid(), signal.SIGSEGV)
+                    time.sleep(60)  # the signal arrives asynchronously: never answer before it does
                 budget[0] -= 1
             message = {"role": "assistant", "content": "<answer>0</answer>"}
             self._send({"id": "x", "object": "chat.completion", "model": alias,
