@@ -29,6 +29,28 @@ def _usage(e: ValidationError, what: str) -> UsageError:
     return UsageError(f"{flag} ({field}): {why}, got {first.get('input')!r}")
 
 
+MaxErrors = int | float
+"""How many errored rollouts a run tolerates: an int is a count, a float in [0, 1] a share of the
+rollouts. The default 0 tolerates none (after each rollout's retries), as inspect_ai does."""
+
+
+def check_max_errors(value: MaxErrors) -> MaxErrors:
+    """``value`` if it is a valid tolerance (see :data:`MaxErrors`), else a UsageError. Any integer
+    type (``numpy.int64`` too) is a count, any other real number a share."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"max_errors must be a count (int) or a share (float in [0, 1]), got {value!r}")
+    if isinstance(value, numbers.Integral):
+        if value < 0:
+            raise UsageError(f"max_errors must be >= 0, got {value}")
+        return int(value)
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise UsageError(f"max_errors as a share must be a number from 0 to 1, got {value}")
+    return value
+
+
 class RunConfig(BaseModel):
     """What a run samples and how it runs. ``None``: the default (noted per field), or on resume the
     stored value; a resumed run refuses a field given with another value than it was stored with."""
@@ -51,14 +73,10 @@ class RunConfig(BaseModel):
     max_errors: int | float = Field(0, description="errored rollouts tolerated: a count, or a share in [0, 1]")
     strict_limit: bool = Field(False, description="a limit larger than the split is an error (else a warning)")
 
-    @field_validator("max_errors")
+    @field_validator("max_errors", mode="before")
     @classmethod
-    def _tolerance(cls, v: int | float) -> int | float:
-        if isinstance(v, bool) or (isinstance(v, int) and v < 0):
-            raise ValueError("a count must be >= 0")
-        if isinstance(v, float) and not (math.isfinite(v) and 0.0 <= v <= 1.0):
-            raise ValueError("a share must be in [0, 1]")
-        return v
+    def _tolerance(cls, v: Any) -> int | float:
+        return check_max_errors(v)  # its UsageError passes through pydantic with its own message
 
     @classmethod
     def of(cls, config: RunConfig | None = None, options: dict[str, Any] | None = None) -> RunConfig:

@@ -23,7 +23,7 @@ from ..core.policy import Policy
 from ..core.resume import differences, refuse_differences
 from ..core.task import Task
 from ..core.version import __version__
-from .config import ModelOptions, RunConfig
+from .config import MaxErrors, ModelOptions, RunConfig
 from .engine import RolloutConfig, iter_jobs, run_all
 from .pool import WorkerError, check_workers, run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
@@ -37,28 +37,6 @@ class Progress(Protocol):
     def start(self, total: int, done: int) -> None: ...
     def advance(self, record: dict[str, Any]) -> None: ...
     def stop(self) -> None: ...
-
-
-MaxErrors = int | float
-"""How many errored rollouts a run tolerates: an int is a count, a float in [0, 1] a share of the
-rollouts. The default 0 tolerates none (after each rollout's retries), as inspect_ai does."""
-
-
-def check_max_errors(value: MaxErrors) -> MaxErrors:
-    """``value`` if it is a valid tolerance (see :data:`MaxErrors`), else a UsageError. Any integer
-    type (``numpy.int64`` too) is a count, any other real number a share."""
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UsageError(f"max_errors must be a count (int) or a share (float in [0, 1]), got {value!r}")
-    if isinstance(value, numbers.Integral):
-        if value < 0:
-            raise UsageError(f"max_errors must be >= 0, got {value}")
-        return int(value)
-    value = float(value)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise UsageError(f"max_errors as a share must be a number from 0 to 1, got {value}")
-    return value
 
 
 def parse_max_errors(text: str) -> MaxErrors:
