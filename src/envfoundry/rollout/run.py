@@ -23,7 +23,7 @@ from ..core.policy import Policy
 from ..core.resume import differences, refuse_differences
 from ..core.task import Task
 from ..core.version import __version__
-from .config import MaxErrors, ModelOptions, RunConfig
+from .config import MaxErrors, ModelOptions, RunConfig, check_max_errors  # noqa: F401 - re-exported
 from .engine import RolloutConfig, iter_jobs, run_all
 from .pool import WorkerError, check_workers, run_pool, split_concurrency
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
