@@ -20,7 +20,12 @@ from ..core.sanitize import printable
 from ._common import app, err
 
 # each module registers its commands on ``app``; `envfoundry --help` lists them in this order
-for _module in ("runs", "quality", "training"):
+_COMMAND_MODULES = (
+    "runs",
+    "quality",
+    "training",
+)
+for _module in _COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["app", "main"]

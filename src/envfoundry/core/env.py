@@ -12,7 +12,7 @@ import random
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import EnvfoundryError, EnvLoadError, ToolCallError, ToolError
 from .grader import FunctionGrader, GradeInput, Grader, combine
@@ -66,6 +66,11 @@ class Environment:
             changes of the reference solution's ``actions`` for ``envfoundry audit``; kind
             ``"wrong"`` must lower the score, ``"equivalent"`` must not (optional).
     """
+
+    #: True for an environment whose episodes wait on I/O (a remote server, a browser): the engine
+    #: then awaits :meth:`areset`, :meth:`Episode.astep`, :meth:`agrade` and :meth:`Episode.aclose`
+    #: instead of calling the synchronous methods, so one slow episode never blocks the others.
+    asynchronous: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -192,6 +197,14 @@ class Environment:
         before = self._world(task) if self._world is not None else None
         return Episode(self, task, seed, before)
 
+    async def areset(self, task: Task, *, seed: int) -> Episode:
+        """:meth:`reset` for the engine of an :attr:`asynchronous` environment (override it there)."""
+        return self.reset(task, seed=seed)
+
+    async def agrade(self, ep: Episode) -> Score:
+        """:meth:`grade` for the engine of an :attr:`asynchronous` environment (override it there)."""
+        return self.grade(ep)
+
     def prompt_messages(self, task: Task) -> tuple[Message, ...]:
         """The messages an episode of ``task`` starts with: system, worked examples, prompt.
 
@@ -271,6 +284,21 @@ class Episode:
     def finish(self) -> None:
         """End the episode (e.g. from a ``submit`` tool)."""
         self.terminated = True
+
+    async def astep(self, action: Action) -> StepResult:
+        """:meth:`step` for an :attr:`Environment.asynchronous` environment's episodes (override it there)."""
+        return self.step(action)
+
+    async def aclose(self) -> None:
+        """Free what the episode holds (a remote session, a browser page); the engine awaits it once,
+        after grading or after an error. Nothing to free for an in-process episode."""
+
+    def world_diff_dicts(self) -> list[dict[str, Any]] | None:
+        """The field-level change of the world as plain dicts (what a record stores); None
+        without a world. A remote episode returns what its server computed."""
+        if self.world is None or self.world_before is None:
+            return None
+        return [c.to_dict() for c in self.world_before.diff(self.world)]
 
     def step(self, action: Action) -> StepResult:
         if self.terminated or self.truncated:

@@ -66,11 +66,12 @@ async def run_rollout(
     error: str | None = None
     score = None
     info: list[dict[str, Any]] = []
+    asynchronous = env.asynchronous
     try:
         # no limit: a shared null context (an ``asyncio.timeout(None)`` costs ~2 us a rollout, a
         # measurable share of the engine's overhead against an instant server)
         async with _NO_LIMIT if cfg.timeout_s is None else asyncio.timeout(cfg.timeout_s):
-            ep = env.reset(task, seed=seed)
+            ep = await env.areset(task, seed=seed) if asynchronous else env.reset(task, seed=seed)
             while True:
                 t1 = time.perf_counter()
                 t_env += t1 - t
@@ -83,7 +84,7 @@ async def run_rollout(
                 turn_usage.append(out.usage.to_dict())
                 if out.info:
                     info.append(out.info)
-                res = ep.step(out.action)
+                res = await ep.astep(out.action) if asynchronous else ep.step(out.action)
                 if res.terminated or res.truncated:
                     break
                 if ep.turns >= max_turns:
@@ -96,6 +97,8 @@ async def run_rollout(
     except PolicyError as e:
         outcome, error = Outcome.POLICY_ERROR, f"{e}"
     except (asyncio.CancelledError, ModelServerDied):  # the run stops: nothing is recorded against a dead server
+        if asynchronous and ep is not None:
+            await _close(ep)
         raise
     except Exception as e:  # noqa: BLE001 - classified, recorded with its traceback
         outcome = Outcome.POLICY_ERROR if where == "policy" else Outcome.ENV_ERROR
@@ -104,7 +107,7 @@ async def run_rollout(
     if outcome is None and ep is not None:
         t = time.perf_counter()
         try:
-            score = env.grade(ep)
+            score = await env.agrade(ep) if asynchronous else env.grade(ep)
             outcome = Outcome.TRUNCATED if ep.truncated else Outcome.COMPLETED
         except Exception as e:  # noqa: BLE001
             outcome, error = Outcome.GRADER_ERROR, format_exception(e)
@@ -133,7 +136,12 @@ async def run_rollout(
         "split": task.split,
         "metadata": task.metadata,
     }
-    if ep is not None and ep.world is not None and ep.world_before is not None:
+    if asynchronous and ep is not None:
+        diff = ep.world_diff_dicts()
+        await _close(ep)
+        if diff is not None:
+            rec["world_diff"] = diff
+    elif ep is not None and ep.world is not None and ep.world_before is not None:
         rec["world_diff"] = [c.to_dict() for c in ep.world_before.diff(ep.world)]
     if info:
         rec["policy_info"] = info
@@ -143,6 +151,12 @@ async def run_rollout(
 
 
 _OUTCOME_STR = {o: o.value for o in Outcome}
+
+
+async def _close(ep: Episode) -> None:
+    """Free an asynchronous episode's resources; a failure to free them never changes the record."""
+    with contextlib.suppress(Exception):
+        await ep.aclose()
 
 
 def _message_dicts(ep: Episode | None) -> list[dict[str, Any]]:
