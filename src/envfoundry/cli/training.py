@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -66,20 +67,20 @@ def train_cmd(
 
     # Spinning OpenMP threads slow torch down many times over when other processes share the cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from pydantic import ValidationError
-
-    from ..core.loading import canonical_spec
+    from ..train.config import build_config, stored_config
     from ..train.model import check_device, check_train_installed
-    from ..train.run import TrainConfig, absolute_model, stored_config, train
+    from ..train.run import train
 
-    group_size = V.renamed(samples, group_size_old, "--group-size", "--samples")
-    eval_tasks = V.renamed(eval_limit, eval_tasks_old, "--eval-tasks", "--eval-limit")
-    max_turn_tokens = V.renamed(max_tokens, max_turn_tokens_old, "--max-turn-tokens", "--max-tokens")
-    if model == "smollm2":
-        err.print("note: --model smollm2 is now --model local; the old name goes away in the next release")
-        model = "local"
+    options = dict(
+        model=_model_name(model), steps=steps, batch=batch, lr=lr, lora=lora, seed=seed, beta=beta,
+        group_size=V.renamed(samples, group_size_old, "--group-size", "--samples"),
+        eval_tasks=V.renamed(eval_limit, eval_tasks_old, "--eval-tasks", "--eval-limit"),
+        max_turn_tokens=V.renamed(max_tokens, max_turn_tokens_old, "--max-turn-tokens", "--max-tokens"),
+        max_completion_tokens=max_completion_tokens, temperature=temperature, save_every=save_every)
     if resume and out is None:
         raise UsageError("--resume needs --out DIR (the training to continue)")
+    if calibration is not None and no_calibration:
+        raise UsageError("give --calibration DIR or --no-calibration, not both")
     stored = stored_config(out, resume) if resume and out is not None else None
     spec = stored.env if stored is not None and env is None and env_opt is None else _env_spec(env, env_opt)
     check_train_installed()
@@ -88,65 +89,64 @@ def train_cmd(
         args["levels"] = levels
     if stored is not None and env_arg is None and levels is None:
         args = dict(stored.env_args)
-    if calibration is not None and no_calibration:
-        raise UsageError("give --calibration DIR or --no-calibration, not both")
     check_device(device)  # train() checks all again; these before looking for a calibration
     from .output import default_out, env_stem, prepare_out
 
-    if out is None:
-        out = default_out("runs", f"train-{env_stem(spec)}")
+    out = out if out is not None else default_out("runs", f"train-{env_stem(spec)}")
     prepare_out(out, command="train", resume=resume, force=force, spec=spec)
     if not resume:
         stored_config(out, resume)  # a non-empty --out is refused before anything else
-    if stored is not None and calibration is None and not no_calibration:
-        calibration = Path(stored.calibration) if stored.calibration else None
-    elif calibration is None and not no_calibration:
-        from ..core.loading import load
-        from ..rollout.selection import find_calibration
-
-        found, why = find_calibration(load(spec, args), args, eval_split=TrainConfig.model_fields["eval_split"].default)
-        if found is not None:
-            calibration = found
-            console.print(f"training on the calibrated split: {_escape(why)} (--no-calibration for the train split)")
-        elif not quiet:
-            console.print(f"training on the train split ({_escape(why)})")
-    if model is not None:
-        model = absolute_model(model)  # stored so that a resume works from any folder
-    given = {k: v for k, v in dict(
-        model=model, steps=steps, group_size=group_size, batch=batch, lr=lr, lora=lora, seed=seed,
-        max_completion_tokens=max_completion_tokens, max_turn_tokens=max_turn_tokens, temperature=temperature,
-        beta=beta, eval_tasks=eval_tasks, save_every=save_every).items() if v is not None}
-    base = stored.model_dump(exclude={"device"}) if stored is not None else {}  # a resume: the stored options
-    try:
-        cfg = TrainConfig(**{
-            **base, **given, "env": canonical_spec(spec), "env_args": args, "device": device,
-            "calibration": str(calibration.resolve()) if calibration is not None else None,
-        })
-    except ValidationError as e:
-        first = e.errors()[0]
-        field = "_".join(map(str, first["loc"]))
-        renamed = {"group_size": "--samples", "eval_tasks": "--eval-limit", "max_turn_tokens": "--max-tokens"}
-        where = renamed.get(field, "--" + field.replace("_", "-")) if first["loc"] else "options"
-        got = f", got {first.get('input')!r}" if first["loc"] else ""
-        raise UsageError(f"bad {where}: {first['msg'].removeprefix('Value error, ')}{got}") from None
-
-    def on_step(row: dict) -> None:
-        if not quiet:
-            zero = row.get("frac_reward_zero_std")
-            console.print(
-                f"step {row['step']}/{cfg.steps}  reward {row['reward']:.3f} ± {row.get('reward_std') or 0:.3f}  "
-                f"zero-variance groups {'-' if zero is None else f'{100 * zero:.0f}%'}  "
-                f"masked {int(row.get('envfoundry/masked') or 0)}  ({row.get('step_time', 0):.1f} s)"
-            )
-
-    from ..display import RichProgress
-
+    if not no_calibration and calibration is None:
+        calibration = _stored_or_found_calibration(stored, spec, args, quiet)
+    cfg = build_config(env=spec, env_args=args, options=options, stored=stored, calibration=calibration,
+                       device=device)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    result = train(cfg, out, resume=resume, on_step=on_step,
+    from ..display import RichProgress
+
+    result = train(cfg, out, resume=resume, on_step=None if quiet else _print_step(cfg.steps),
                    progress=None if quiet else (lambda name: RichProgress(console)))
+    _print_result(result)
+
+
+def _model_name(model: str | None) -> str | None:
+    if model == "smollm2":
+        err.print("note: --model smollm2 is now --model local; the old name goes away in the next release")
+        return "local"
+    return model
+
+
+def _stored_or_found_calibration(stored: Any, spec: str, args: dict[str, str], quiet: bool) -> Path | None:
+    """A resumed training's calibration, else the newest calibrate output that fits (said on the console)."""
+    if stored is not None:
+        return Path(stored.calibration) if stored.calibration else None
+    from ..core.loading import load
+    from ..rollout.selection import find_calibration
+    from ..train.config import TrainConfig
+
+    found, why = find_calibration(load(spec, args), args, eval_split=TrainConfig.model_fields["eval_split"].default)
+    if found is not None:
+        console.print(f"training on the calibrated split: {_escape(why)} (--no-calibration for the train split)")
+    elif not quiet:
+        console.print(f"training on the train split ({_escape(why)})")
+    return found
+
+
+def _print_step(steps: int) -> Callable[[dict[str, Any]], None]:
+    def on_step(row: dict[str, Any]) -> None:
+        zero = row.get("frac_reward_zero_std")
+        console.print(
+            f"step {row['step']}/{steps}  reward {row['reward']:.3f} ± {row.get('reward_std') or 0:.3f}  "
+            f"zero-variance groups {'-' if zero is None else f'{100 * zero:.0f}%'}  "
+            f"masked {int(row.get('envfoundry/masked') or 0)}  ({row.get('step_time', 0):.1f} s)"
+        )
+
+    return on_step
+
+
+def _print_result(result: Any) -> None:
     if result.before is not None and result.after is not None:
         from ..train.report import eval_row, verdict
 
@@ -161,4 +161,3 @@ def train_cmd(
     masked = sum(result.totals.get(o, 0) for o in Outcome.CODE_ERRORS)
     console.print(f"{result.totals.get('scored', 0)} completions rewarded, {masked} masked as errors; "
                   f"report in [bold]{_escape(str(result.out))}[/bold]")
-
