@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
+from ..core.files import is_locked_elsewhere
 
 #: files that mark a folder as an envfoundry output (a run, an audit, a calibration, a training)
 OUTPUT_MARKERS = ("manifest.json", "audit.json", "calibration.json", "train_config.json")
@@ -163,6 +164,11 @@ def prepare_out(out: Path, *, command: str, resume: bool, force: bool, spec: str
     if here != target and here.is_relative_to(target):
         raise UsageError(f"--force would delete the current directory, which is inside {str(out)!r}: run the "
                          "command from another folder")
+    busy = [d for d in (out, *(c for c in out.iterdir() if c.is_dir() and not c.is_symlink()))
+            if is_locked_elsewhere(d)]
+    if busy:
+        raise UsageError(f"--force would delete {str(busy[0])!r}, which another envfoundry process is writing "
+                         "now; stop it first")
     for child in out.iterdir():  # the folder itself stays (it may be `.`, or a link to a run)
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)

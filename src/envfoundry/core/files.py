@@ -100,3 +100,63 @@ def errno_in(message: str) -> int | None:
 
 
 __all__ = ["PATH_ERRNOS", "atomic_write_bytes", "atomic_write_text", "atomic_writer", "ensure_dir", "errno_in"]
+
+
+#: writer locks this process holds: the folder's (device, inode) -> [descriptor, holders]
+_LOCKS: dict[tuple[int, int], list[int]] = {}
+
+
+def lock_folder(folder: str | Path) -> None:
+    """Take this process's writer lock on an output folder (``flock`` on the folder itself, so no
+    file is added and a killed process releases it), or raise :class:`StoreError` when another
+    process holds it: two processes appending to one run store would interleave their records.
+    Re-entrant within a process; every call is matched by :func:`unlock_folder`."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (Windows is not a supported platform)
+        return
+    p = Path(folder)
+    st = p.stat()
+    key = (st.st_dev, st.st_ino)
+    held = _LOCKS.get(key)
+    if held is not None:
+        held[1] += 1
+        return
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"{str(p)!r} is being written by another envfoundry process; wait for it to finish "
+                         "(or stop it) before resuming or replacing it") from None
+    except OSError:  # a file system without locks: go on unlocked rather than refuse every write
+        os.close(fd)
+        return
+    _LOCKS[key] = [fd, 1]
+
+
+def unlock_folder(folder: str | Path) -> None:
+    """Give back one hold of :func:`lock_folder` (the lock is released with the last)."""
+    try:
+        st = Path(folder).stat()
+    except OSError:
+        return
+    held = _LOCKS.get((st.st_dev, st.st_ino))
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _LOCKS[(st.st_dev, st.st_ino)]
+        os.close(held[0])  # closing the descriptor releases the flock
+
+
+def is_locked_elsewhere(folder: str | Path) -> bool:
+    """True when another process holds the writer lock of ``folder`` (this process's own holds don't count)."""
+    try:
+        lock_folder(folder)
+    except StoreError:
+        return True
+    except OSError:
+        return False
+    unlock_folder(folder)
+    return False

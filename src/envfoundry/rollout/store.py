@@ -34,7 +34,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import StoreError, reason
-from ..core.files import atomic_write_text, atomic_writer, ensure_dir
+from ..core.files import atomic_write_text, atomic_writer, ensure_dir, lock_folder, unlock_folder
 from ..core.outcome import Outcome
 from ..core.record import SCHEMA_VERSION, UNVERSIONED, check_record, check_schema_version
 from ..core.sanitize import clean_text, holds_secret, registered_secrets, storable
@@ -101,6 +101,9 @@ class RunManifest(BaseModel):
     python: str
     sample_offset: int = Field(0, ge=0, description="sample indices run sample_offset .. sample_offset + samples - 1")
     calibration: str | None = Field(None, description="calibrated_split.json behind split 'calibrated'")
+    env_package: dict[str, str] | None = Field(
+        None, description="package, version and content_hash of an environment loaded by name from an installed "
+        "package (envfoundry.core.provenance)")
 
 
 #: why a parsed line is not a record readers can rely on (the name readers used before core.record)
@@ -186,6 +189,7 @@ class RunStore:
         self._fd: int | None = None
         self._buf: list[bytes] = []
         self._last_flush = time.monotonic()
+        self._locked = False  # holds the folder's writer lock (a new run, or one being resumed)
         #: what the last :meth:`records` pass left out: ``foreign`` and ``repeated`` records
         self.left_out: Counter[str] = Counter()
 
@@ -210,7 +214,15 @@ class RunStore:
         p = cls.check_new(path)
         with creating_dir(p, "run directory"):
             atomic_write_text(p / MANIFEST, manifest.model_dump_json(indent=2))
-        return cls(p, manifest)
+        store = cls(p, manifest)
+        store._lock()
+        return store
+
+    def _lock(self) -> None:
+        """Hold the run's writer lock until :meth:`close` (another process writing it is a StoreError)."""
+        if not self._locked:
+            lock_folder(self.path)
+            self._locked = True
 
     @classmethod
     def open(cls, path: str | Path) -> RunStore:
@@ -245,6 +257,7 @@ class RunStore:
         :func:`~envfoundry.rollout.summary.light_record` (a resumed run of a million rollouts does
         not hold their messages). The file is read line by line, and rewritten (to a temporary
         file, then renamed) only when something leaves it."""
+        self._lock()
         tp = self.path / TRAJECTORIES
         if not tp.exists():
             return {}
@@ -300,10 +313,15 @@ class RunStore:
         self.close()
 
     def close(self) -> None:
-        self.flush()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if self._locked:
+                self._locked = False
+                unlock_folder(self.path)
 
     # ------------------------------------------------------------- records
     def append(self, record: dict[str, Any]) -> None:
