@@ -146,3 +146,21 @@ def test_a_tool_that_returns_a_registered_key_is_redacted_by_the_store(tmp_path:
     (rec,) = [json.loads(x) for x in (tmp_path / "run" / "trajectories.jsonl").read_text().splitlines()]
     assert rec["messages"][2]["content"] == f"token={REDACTED}" and rec["redacted"] == ["messages.2.content"]
     _nowhere(tmp_path)
+
+
+@pytest.mark.parametrize("url_form", ["http://user:{s}@127.0.0.1:{port}/v1", "http://127.0.0.1:{port}/v1?api_key={s}"])
+def test_a_credential_written_into_the_base_url_is_never_stored_or_printed(tmp_path: Path, url_form: str) -> None:
+    secret = "pw-IN-THE-URL-9876543210"
+    with StubServer(reply="<answer>4</answer>").run_in_thread() as base:
+        port = base.split(":")[2].split("/")[0]
+        url = url_form.format(s=secret, port=port)
+        r = cli("run", COUNTER, "--model", "openai:stub", "--base-url", url, "--limit", "2",
+                "--out", str(tmp_path / "run"))
+        again = cli("run", "--out", str(tmp_path / "run"), "--resume")  # the stored URL lost its credential
+    assert secret not in r.stdout + r.stderr and (tmp_path / "run" / "manifest.json").is_file(), r.stderr
+    assert again.returncode == 2 and "give --base-url again" in again.stderr
+    for f in (tmp_path / "run").rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert REDACTED in json.dumps(manifest["policy"])  # the URL is kept, its credential replaced

@@ -20,6 +20,7 @@ which of its fields were escaped or redacted.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -51,6 +52,28 @@ def register_secret(value: str | None) -> None:
         # longest first: a key that contains another is replaced whole
         _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
         _secret_bytes = tuple(_json_form(s) for s in _secrets)
+
+
+#: query parameters whose values are credentials (``?api_key=...``, ``&token=...``)
+_SECRET_PARAM = re.compile(r"(key|token|secret|passw|auth|sig)", re.IGNORECASE)
+
+
+def register_url_secrets(url: str) -> None:
+    """Register the credentials a URL carries: the password of ``user:password@host`` and the
+    values of query parameters named like a key or token (a base URL is stored and printed)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
+    for name, value in parse_qsl(parts.query, keep_blank_values=False):
+        if _SECRET_PARAM.search(name):
+            register_secret(value)
 
 
 def registered_secrets() -> tuple[str, ...]:

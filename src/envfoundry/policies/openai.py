@@ -68,7 +68,7 @@ from ..core.errors import PolicyError, ServerUnreachable, UsageError
 from ..core.messages import Message, ToolCall
 from ..core.outcome import Usage
 from ..core.policy import PolicyOutput
-from ..core.sanitize import Changes, clean_text, register_secret, storable
+from ..core.sanitize import Changes, clean_text, redact, register_secret, register_url_secrets, storable
 from ..core.seeding import derive_seed
 from .tool_protocol import INVALID_TOOL, parse_tool_calls, render_tool_call, text_messages, tools_system_prompt
 
@@ -190,6 +190,7 @@ class OpenAIPolicy:
         self.concurrency = concurrency
         self._api_key = api_key
         register_secret(api_key)  # never stored or printed by this process
+        register_url_secrets(base_url)  # nor a password or token written into the URL
         self.api_key_env = api_key_env
         self._url = f"{self.base_url}/chat/completions"
         self._session: aiohttp.ClientSession | None = None
@@ -211,7 +212,7 @@ class OpenAIPolicy:
     def describe(self) -> dict[str, Any]:
         return {
             "spec": f"openai:{self.model}",
-            "base_url": self.base_url,
+            "base_url": redact(self.base_url),  # a password or token in the URL is never stored
             "sampling": self.sampling.model_dump(),
             "tool_mode": self.tool_mode,
             "retry": self.retry.model_dump(),
@@ -240,6 +241,7 @@ class OpenAIPolicy:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         register_secret(self._api_key)  # a worker process redacts it too
+        register_url_secrets(self.base_url)
         # retry jitter of its own in each worker process (it never affects what a rollout records)
         self._rng = random.Random(derive_seed("openai-policy", self.model, self.base_url, os.getpid()))
 

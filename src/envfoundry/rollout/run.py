@@ -20,12 +20,16 @@ from ..core.env import Environment
 from ..core.errors import ModelServerDied, RunWriteError, StoreError, UsageError
 from ..core.loading import canonical_spec
 from ..core.policy import Policy
+from ..core.provenance import env_package
 from ..core.resume import differences, refuse_differences
+from ..core.sanitize import REDACTED
 from ..core.task import Task
 from ..core.version import __version__
 from .config import MaxErrors, ModelOptions, RunConfig, check_max_errors  # noqa: F401 - re-exported
 from .engine import RolloutConfig, iter_jobs, run_all
 from .pool import WorkerError, check_workers, run_pool, split_concurrency
+from .ray_backend import connect as connect_ray
+from .ray_backend import run_ray
 from .selection import CALIBRATED, load_calibrated_split, select_tasks
 from .store import FLUSH_INTERVAL_S, RunManifest, RunStore
 from .summary import Summary, light_record, summarize
@@ -171,6 +175,9 @@ def _resumed_options(stored: dict[str, Any], given: dict[str, Any] | None, out: 
     for k in ("base_url", "api_key_env"):  # the variable's name is stored, never the key
         if k not in opts and stored.get(k):
             opts[k] = stored[k]
+    if REDACTED in str(opts.get("base_url", "")) and not (given or {}).get("base_url"):
+        raise UsageError(f"the run in {str(out)!r} was made with a credential in its base URL, which is not stored: "
+                         "give --base-url again to resume it")
     return opts
 
 
@@ -192,6 +199,7 @@ class _Plan:
     blob: bytes | None
     workers: int
     resumed: bool
+    backend: str = "local"
 
 
 async def evaluate_async(
@@ -210,7 +218,8 @@ async def evaluate_async(
     The run's options are a :class:`~envfoundry.rollout.config.RunConfig` (``config``) or its fields
     as keyword arguments (``split``, ``limit``, ``samples``, ``seed``, ``task_seed``, ``timeout_s``,
     ``max_turns``, ``env_args``, ``calibration``, ``task_ids``, ``sample_offset``, ``concurrency``,
-    ``workers``, ``max_errors``, ``strict_limit``); a bad or unknown one is a UsageError naming it.
+    ``workers``, ``backend``, ``ray_address``, ``max_errors``, ``strict_limit``); a bad or unknown
+    one is a UsageError naming it.
     ``model`` is a spec (``scripted:oracle``, ``local``, ``openai:NAME``) or a Policy object;
     ``model_options`` (a :class:`~envfoundry.rollout.config.ModelOptions` or a dict of its fields)
     go to :func:`~envfoundry.policies.resolve_policy`.
@@ -226,7 +235,8 @@ async def evaluate_async(
     ``split="calibrated"`` with ``calibration`` (a calibrate output directory or its
     ``calibrated_split.json``) runs the tasks listed there.
     ``workers`` > 1 shares the rollouts among that many processes (see :mod:`.pool`); the
-    environment must then be a spec or come from :func:`envfoundry.load`.
+    environment must then be a spec or come from :func:`envfoundry.load`. ``backend="ray"`` runs
+    them on the Ray cluster at ``ray_address`` (see :mod:`.ray_backend`; ``workers`` > 1: that many actors).
     ``max_errors`` is how many errored rollouts the run tolerates (a count, or a share as a float
     in [0, 1]; default none): the returned :class:`Run`'s ``ok`` and ``failure`` say whether it
     succeeded. ``limit`` larger than the split is an error with ``strict_limit`` (the CLI's
@@ -283,14 +293,14 @@ async def _plan_resumed(env: Environment | str, model: str | Policy, out: str | 
         raise UsageError(f"concurrency must be >= 1, got {conc}")
     if rc.workers > conc:
         raise UsageError(f"workers ({rc.workers}) must not exceed the concurrency ({conc})")
-    blob = check_workers(env_obj, source, tasks, policy) if rc.workers > 1 else None
+    blob = _check_backend(env_obj, source, tasks, policy, rc)
     cfg = RolloutConfig(samples=m.samples, concurrency=conc, seed=m.seed,
                         timeout_s=m.timeout_s, max_turns=m.max_turns)
     try:
         done = store.prepare_resume()
     except OSError as e:
         _raise_write_error(e, store.path)
-    return _Plan(store, env_obj, tasks, policy, cfg, done, source, blob, rc.workers, resumed=True)
+    return _Plan(store, env_obj, tasks, policy, cfg, done, source, blob, rc.workers, resumed=True, backend=rc.backend)
 
 
 async def _plan_new(env: Environment | str, model: str | Policy, out: str | Path, rc: RunConfig,
@@ -330,7 +340,7 @@ async def _plan_new(env: Environment | str, model: str | Policy, out: str | Path
         raise UsageError(str(e)) from None
     split_concurrency(concurrency, rc.workers)  # before anything is written
     policy = _policy_from(model, model_options.resolve_kwargs())
-    blob = check_workers(env_obj, source, tasks, policy) if rc.workers > 1 else None
+    blob = _check_backend(env_obj, source, tasks, policy, rc)
     manifest = RunManifest(
         env=env_obj.name, env_version=env_obj.version, env_spec=env_spec, env_args=rc.env_args or {},
         split=split,
@@ -339,6 +349,7 @@ async def _plan_new(env: Environment | str, model: str | Policy, out: str | Path
         timeout_s=rc.timeout_s, max_turns=rc.max_turns, package_version=__version__,
         started_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         python=platform.python_version(), sample_offset=rc.sample_offset, calibration=cal,
+        env_package=env_package(source[0]) if source else None,
     )
     RunStore.check_new(out)
     try:  # the model first: one that cannot start (a bad model file) leaves no run directory behind
@@ -348,7 +359,17 @@ async def _plan_new(env: Environment | str, model: str | Policy, out: str | Path
         with contextlib.suppress(Exception):  # the start's or the store's own error is the one to report
             await asyncio.shield(policy.close())
         raise
-    return _Plan(store, env_obj, tasks, policy, cfg, {}, source, blob, rc.workers, resumed=False)
+    return _Plan(store, env_obj, tasks, policy, cfg, {}, source, blob, rc.workers, resumed=False, backend=rc.backend)
+
+
+def _check_backend(env: Environment, source: Any, tasks: Sequence[Task], policy: Policy, rc: RunConfig) -> bytes | None:
+    """What running the rollouts elsewhere needs, refused (or the Ray cluster connected) before
+    anything is written; the pickled tasks, or None for one process."""
+    if rc.backend == "ray":
+        blob = check_workers(env, source, tasks, policy, need="--backend ray")
+        connect_ray(rc.ray_address)
+        return blob
+    return check_workers(env, source, tasks, policy) if rc.workers > 1 else None
 
 
 
@@ -388,7 +409,11 @@ async def _execute(plan: _Plan, progress: Progress | None, max_errors: MaxErrors
             if plan.resumed:  # a new run started its policy before it made the run directory
                 await policy.start()
             offset = store.manifest.sample_offset
-            if plan.workers > 1:
+            if plan.backend == "ray":
+                await run_ray(plan.source, (env_obj.name, env_obj.version), tasks, policy, cfg, on_line, light_record,
+                              workers=plan.workers if plan.workers > 1 else None, offset=offset, done=done,
+                              tasks_blob=plan.blob)
+            elif plan.workers > 1:
                 assert plan.source is not None
                 await run_pool(plan.source, (env_obj.name, env_obj.version), tasks, policy, cfg, plan.workers, on_line,
                                light_record, offset=offset, done=done, tasks_blob=plan.blob)
