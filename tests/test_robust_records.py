@@ -348,3 +348,22 @@ def test_a_run_against_a_hostile_server_ends_typed_and_resumes_with_nothing_to_d
     assert cli("show", str(run)).returncode == 0
     r = cli("export", str(run), str(tmp_path / "x.jsonl"))
     assert r.returncode == 0 and "wrote 10 rows" in r.stdout, r.stderr
+
+
+def test_error_causes_that_differ_only_in_numbers_are_one_cause_and_the_others_stay_apart():
+    from envfoundry.rollout.summary import MAX_CAUSES, OTHER_CAUSES, Summary
+
+    s = Summary()
+    errors = [f"TimeoutError: rollout timed out after {t}s" for t in (3.2, 3.4, 12)] + \
+             ["ConnectionRefusedError: 127.0.0.1:8123", "ConnectionRefusedError: 127.0.0.1:9001",
+              "KeyError: 'sku'", "ValueError: bad sku 0xdeadbeef"]
+    for e in errors:
+        s.add({"task_id": "t", "outcome": "env_error", "error": e})
+    causes = dict(s.result(samples=1)["error_causes"])
+    assert causes == {"TimeoutError: rollout timed out after 3.2s (and similar)": 3,
+                      "ConnectionRefusedError: 127.0.0.1:8123 (and similar)": 2,
+                      "KeyError: 'sku'": 1, "ValueError: bad sku 0xdeadbeef": 1}
+    many = Summary()  # distinct kinds beyond the cap are counted together
+    for i in range(MAX_CAUSES + 5):
+        many.add({"task_id": "t", "outcome": "policy_error", "error": f"Error kind {chr(65 + i % 26)}{i // 26 * 'x'}"})
+    assert dict(many.result(samples=1)["error_causes"]).get(OTHER_CAUSES) == 5

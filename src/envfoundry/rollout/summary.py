@@ -3,6 +3,7 @@ the commonest causes of the errors."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,16 @@ def error_cause(error: str | None) -> str | None:
     return cause if len(cause) <= 200 else cause[:199] + "…"
 
 
+#: what differs between errors of one cause: numbers (ports, ids, timings) and long hex ids
+_VARIES = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+(?:\.\d+)?")
+
+
+def cause_kind(cause: str) -> str:
+    """``cause`` with its numbers and hex ids masked: errors that differ only in a port, a task's
+    number or a timing (``timed out after 3.2s`` / ``after 3.4s``) are one cause in a summary."""
+    return _VARIES.sub("#", cause)
+
+
 def light_record(r: dict[str, Any]) -> dict[str, Any]:
     """The fields :meth:`Summary.add` and a progress bar need: what a worker process sends with
     each record, and what a resumed run keeps of the stored ones (not their messages)."""
@@ -40,14 +51,15 @@ class Summary:
     """A run's summary kept up to date record by record (``add``), so a run of any length ends
     without a second pass over its records; :meth:`result` gives the summary dict."""
 
-    __slots__ = ("outcomes", "per_task", "n", "passes", "score_sum", "tokens", "causes")
+    __slots__ = ("outcomes", "per_task", "n", "passes", "score_sum", "tokens", "causes", "examples")
 
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter({o.value: 0 for o in Outcome})
         self.per_task: dict[str, list[int]] = {}  # task id -> [scored, passed], every task seen
         self.n = self.passes = self.tokens = 0
         self.score_sum = 0.0
-        self.causes: Counter[str] = Counter()  # error records by cause
+        self.causes: Counter[str] = Counter()  # error records by kind of cause (:func:`cause_kind`)
+        self.examples: dict[str, tuple[str, bool]] = {}  # kind -> (its first cause, whether others differ)
 
     def add(self, r: dict[str, Any]) -> None:
         """Count one record (the fields of :func:`light_record`)."""
@@ -55,9 +67,15 @@ class Summary:
         self.outcomes[outcome] += 1
         if outcome in Outcome.ERRORS:
             cause = error_cause(r.get("error")) or "(no message)"
-            if cause not in self.causes and len(self.causes) >= MAX_CAUSES:
-                cause = OTHER_CAUSES
-            self.causes[cause] += 1
+            kind = cause_kind(cause)
+            if kind not in self.causes and len(self.causes) >= MAX_CAUSES:
+                kind = cause = OTHER_CAUSES
+            first = self.examples.get(kind)
+            if first is None:
+                self.examples[kind] = (cause, False)
+            elif not first[1] and first[0] != cause:
+                self.examples[kind] = (first[0], True)
+            self.causes[kind] += 1
         t = self.per_task.get(r["task_id"])
         if t is None:
             t = self.per_task[r["task_id"]] = [0, 0]
@@ -90,8 +108,13 @@ class Summary:
             "pass_at_k": at_k_table(counts, samples),  # k = 1, 2, 4, ... and samples (summary_ks)
             "pass_hat_k": at_k_table(counts, samples, all_k=True),
             "completion_tokens": self.tokens,
-            "error_causes": [[c, k] for c, k in self.causes.most_common(5)],
+            "error_causes": [[self._shown(c), k] for c, k in self.causes.most_common(5)],
         }
+
+
+    def _shown(self, kind: str) -> str:
+        cause, varies = self.examples.get(kind, (kind, False))
+        return f"{cause} (and similar)" if varies else cause
 
 
 def summarize(records: Iterable[dict[str, Any]], *, samples: int) -> dict[str, Any]:
