@@ -30,3 +30,18 @@ def test_a_model_path_and_a_calibration_are_stored_absolute(tmp_path, monkeypatc
 def test_a_bad_option_is_named_as_the_cli_spells_it(options, needle):
     with pytest.raises(UsageError, match=needle):
         build_config(env="math", options=options)
+
+
+def test_an_eval_limit_beyond_the_held_out_split_is_said_not_silent():
+    import envfoundry
+    from envfoundry.train.run import _eval_task_ids
+
+    env = envfoundry.load("support")
+    n = len(env.tasks("test"))
+    cfg = TrainConfig(env="support", eval_tasks=n + 50)
+    with pytest.warns(UserWarning, match=rf"--eval-limit {n + 50}: support split 'test' has {n} tasks"):
+        ids = _eval_task_ids(env, cfg, set())
+    assert len(ids) == n
+    first = env.tasks("test")[0].id
+    with pytest.warns(UserWarning, match="1 of them training tasks"):
+        assert first not in _eval_task_ids(env, cfg, {first})

@@ -81,7 +81,15 @@ def _eval_task_ids(env: Environment, cfg: TrainConfig, train_ids: set[str]) -> l
         source = env.tasks(cfg.eval_split, seed=cfg.seed)
     except KeyError as e:
         raise UsageError(str(e.args[0]) if e.args else str(e)) from None
-    return [t.id for t in _take(source, cfg.eval_tasks) if t.id not in train_ids]
+    taken = _take(source, cfg.eval_tasks)
+    ids = [t.id for t in taken if t.id not in train_ids]
+    if len(ids) < cfg.eval_tasks:
+        import warnings
+
+        overlap = f", {len(taken) - len(ids)} of them training tasks," if len(ids) < len(taken) else ""
+        warnings.warn(f"--eval-limit {cfg.eval_tasks}: {env.name} split {cfg.eval_split!r} has {len(taken):,} "
+                      f"tasks{overlap} so {len(ids):,} held-out tasks are evaluated", UserWarning, stacklevel=2)
+    return ids
 
 
 def _check_task_ids(path: Path, ids: list[str], resume: bool) -> None:
