@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "runs",
     "quality",
     "training",
+    "view",
 )
 for _module in _COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
