@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "quality",
     "training",
     "view",
+    "share",
 )
 for _module in _COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
