@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ..core.outcome import Outcome
+
 
 class Safe(str):
     """Text that is markup already (made by :func:`tag` or :func:`raw`), passed through as it is."""
@@ -140,9 +142,9 @@ def badge(text: str, kind: str) -> Safe:
 
 
 def outcome_badge(outcome: str, passed: bool | None) -> Safe:
-    if outcome in ("completed", "truncated"):
+    if outcome in Outcome.SCORED:
         return join(badge("pass" if passed else "fail", "pass" if passed else "fail"),
-                    " ", tag("span", outcome, class_="muted") if outcome == "truncated" else "")
+                    " ", tag("span", outcome, class_="muted") if outcome == Outcome.TRUNCATED else "")
     return badge(outcome, "error")
 
 
