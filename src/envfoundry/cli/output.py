@@ -32,7 +32,10 @@ _MAX_MARKER_BYTES = 256 << 20
 
 
 def env_stem(spec: str) -> str:
-    """A short name for an environment spec: ``math``, or ``counter_env`` for ``examples/counter_env.py:make_env``."""
+    """A short name for an environment spec: ``math``, ``counter_env`` for ``examples/counter_env.py:make_env``,
+    ``inventory`` for the folder ``./examples/inventory``."""
+    if ":" not in spec and ("/" in spec or "\\" in spec):  # a folder (declarative environment)
+        return Path(spec.rstrip("/\\")).name or "env"
     return Path(spec.split(":")[0]).stem if ":" in spec else spec
 
 
