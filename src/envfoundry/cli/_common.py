@@ -44,11 +44,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 EnvArg = Annotated[
     str | None,  # noqa: UP007 - typer needs Optional
-    typer.Argument(help="built-in name (see `envfoundry list`), file.py:factory or pkg.mod:attr"),
+    typer.Argument(help="a name (see `envfoundry list`), file.py:factory, pkg.mod:attr, a folder holding "
+                   "environment.yaml, or http://HOST:PORT (`envfoundry serve`)"),
 ]
 EnvOpt = Annotated[
     str | None,  # noqa: UP007
-    typer.Option("--env", help="environment as path/to/file.py:factory (same as ENV)"),
+    typer.Option("--env", help="environment as path/to/file.py:factory, a folder or a URL (same as ENV)"),
 ]
 
 
