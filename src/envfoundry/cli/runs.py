@@ -73,6 +73,8 @@ def run_cmd(
     samples: V.Samples = None,
     concurrency: V.Concurrency = None,
     workers: V.Workers = 1,
+    backend: V.Backend = "local",
+    ray_address: V.RayAddress = None,
     seed: V.Seed = None,
     task_seed: V.TaskSeed = None,
     timeout: V.Timeout = None,
@@ -105,7 +107,7 @@ def run_cmd(
     config = RunConfig.of(None, dict(
         split=split, limit=limit, samples=samples, concurrency=concurrency, seed=seed, task_seed=task_seed,
         timeout_s=timeout, max_turns=max_turns, env_args=_env_args(env_arg) or None, calibration=calibration,
-        workers=workers, max_errors=tolerance, strict_limit=True))
+        workers=workers, backend=backend, ray_address=ray_address, max_errors=tolerance, strict_limit=True))
     model_options = ModelOptions.of(dict(base_url=base_url, api_key_env=api_key_env, tool_mode=tool_mode,
                                          temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                          seed=model_seed, slots=slots))
@@ -119,7 +121,7 @@ def run_cmd(
     if stored_run is not None:  # the stored run decides: evaluate refuses an option given with another value
         model = model or str(stored_run.policy.get("spec", "scripted:oracle"))
     assert model is not None
-    note_workers(workers, concurrency)
+    note_workers(workers if backend == "local" else 1, concurrency)
     if not quiet:
         err.print(f"{'continuing' if resume else 'writing'} the run in [bold]{_escape(str(out))}[/bold]",
                   soft_wrap=True)

@@ -167,6 +167,11 @@ TaskSeed = Annotated[Optional[int], _opt("--task-seed", "task source seed (defau
 Concurrency = Annotated[Optional[int], _opt("--concurrency", "rollouts in flight at once (default: 32)")]
 Workers = Annotated[int, _opt("--workers", "processes sharing the rollouts (for fast model servers); "
                               "concurrency is split among them")]
+Backend = Annotated[str, _opt("--backend", "where rollouts run: local (this machine; --workers processes) or ray "
+                              "(a Ray cluster: --ray-address; --workers actors, default one per CPU)")]
+RayAddress = Annotated[Optional[str], _opt("--ray-address", "the Ray cluster of --backend ray: auto (RAY_ADDRESS, or "
+                                           "a cluster started on this machine; default), local (a new one for this "
+                                           "run), ray://HOST:PORT or HOST:PORT")]
 Timeout = Annotated[Optional[float], _opt("--timeout", "seconds per rollout (default: none)")]
 MaxTurns = Annotated[Optional[int], _opt("--max-turns", "lower the environment's turn limit")]
 MaxErrors = Annotated[Optional[str], _opt(

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..core.errors import UsageError
 
@@ -69,7 +69,9 @@ class RunConfig(BaseModel):
     task_ids: list[str] | None = Field(None, description="narrow the selection to these ids, in this order")
     sample_offset: int = Field(0, ge=0, description="samples are numbered sample_offset .. + samples - 1")
     concurrency: int | None = Field(None, ge=1, description="rollouts in flight (default: 32, or the stored one)")
-    workers: int = Field(1, ge=1, description="processes sharing the rollouts")
+    workers: int = Field(1, ge=1, description="processes sharing the rollouts (backend ray: actors; 1: one per CPU)")
+    backend: Literal["local", "ray"] = Field("local", description="where rollouts run: this machine, or a Ray cluster")
+    ray_address: str | None = Field(None, description="backend ray: auto (default), local, ray://HOST:PORT, HOST:PORT")
     max_errors: int | float = Field(0, description="errored rollouts tolerated: a count, or a share in [0, 1]")
     strict_limit: bool = Field(False, description="a limit larger than the split is an error (else a warning)")
 
@@ -77,6 +79,19 @@ class RunConfig(BaseModel):
     @classmethod
     def _tolerance(cls, v: Any) -> int | float:
         return check_max_errors(v)  # its UsageError passes through pydantic with its own message
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, v: str | None) -> str | None:
+        from .ray_backend import parse_address
+
+        return None if v is None else parse_address(v)  # a UsageError naming the flag
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> RunConfig:
+        if self.ray_address is not None and self.backend != "ray":
+            raise UsageError("--ray-address (ray_address) is for --backend ray (backend='ray')")
+        return self
 
     @classmethod
     def of(cls, config: RunConfig | None = None, options: dict[str, Any] | None = None) -> RunConfig:

@@ -19,10 +19,11 @@ split: every rollout's seed is a hash of (run seed, task id, sample), whichever 
   that names it; the records already stored are kept.
 
 Workers load the environment by its spec (a built-in name or ``file.py:factory``) and must get
-the same name and version as the parent. The policy travels by pickle, after
-``policy.for_worker()`` when it has one (``local`` hands out a client of the servers it
-started, so N workers share its llama.cpp slots). As with any start method but ``fork``, a script that
-runs workers must do so under ``if __name__ == "__main__":``, since workers import its main module.
+the same name and version as the parent (what they are sent: :mod:`.jobs`, shared with the Ray
+backend). The policy travels by pickle, after ``policy.for_worker()`` when it has one (``local``
+hands out a client of the servers it started, so N workers share its llama.cpp slots). As with
+any start method but ``fork``, a script that runs workers must do so under
+``if __name__ == "__main__":``, since workers import its main module.
 """
 
 from __future__ import annotations
@@ -31,83 +32,41 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing as mp
-import pickle
 import signal
 import threading
 import time
-from array import array
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
 from ..core.env import Environment, format_exception
-from ..core.errors import EnvfoundryError, UsageError
+from ..core.errors import EnvfoundryError
 from ..core.policy import Policy
 from ..core.task import Task
 from .engine import RolloutConfig, run_all
+from .jobs import (  # noqa: F401 - check_sendable, remaining_jobs, worker_policy: re-exported
+    Jobs,
+    Light,
+    OnLine,
+    WorkerError,
+    WorkerJobs,
+    check_sendable,
+    check_workers,
+    load_worker_env,
+    plan_jobs,
+    remaining_jobs,
+    split_concurrency,
+    worker_policy,
+)
 from .store import encode_record
-
-#: (encoded record line, the record's light fields) for each finished rollout
-OnLine = Callable[[bytes, dict[str, Any]], None]
-Light = Callable[[dict[str, Any]], dict[str, Any]]
 
 SEND_RECORDS = 64  # a worker sends its finished records in batches of this many...
 SEND_INTERVAL_S = 0.05  # ...or at least this often
 STOP_GRACE_S = 5.0
 
 
-class WorkerError(EnvfoundryError):
-    """A worker process failed: it could not start, or it died before finishing its jobs."""
-
-
-def split_concurrency(concurrency: int, workers: int) -> list[int]:
-    """Rollouts in flight per worker: ``concurrency`` shared as evenly as possible."""
-    if workers < 1:
-        raise UsageError(f"workers must be >= 1, got {workers}")
-    if workers > concurrency:
-        raise UsageError(f"workers ({workers}) must not exceed concurrency ({concurrency}): each worker "
-                         "keeps at least one rollout in flight")
-    q, r = divmod(concurrency, workers)
-    return [q + (i < r) for i in range(workers)]
-
-
-def _dumps(obj: object, what: str) -> bytes:
-    """``obj`` pickled for worker processes, or a UsageError naming ``what`` cannot be sent."""
-    try:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:  # noqa: BLE001 - anything unpicklable
-        raise UsageError(f"{what} cannot be sent to worker processes ({type(e).__name__}: {e}); "
-                         "use workers=1") from None
-
-
-def worker_policy(policy: Policy) -> Policy:
-    """The picklable policy a worker process runs (``policy.for_worker()`` when defined)."""
-    fn = getattr(policy, "for_worker", None)
-    pol = fn() if callable(fn) else policy
-    _dumps(pol, f"policy {getattr(policy, 'name', policy)!r}")
-    return pol
-
-
-def check_workers(env: Environment, source: object, tasks: Sequence[Task], policy: Policy) -> bytes:
-    """What workers > 1 needs, checked before anything is written: an environment that workers
-    can load (``source``: its ``(spec, args)``), and tasks and policy that can be sent to them.
-    Returns the pickled tasks, for :func:`run_pool` (so they are pickled once)."""
-    if source is None:
-        raise UsageError(f"workers > 1 needs an environment given by name or file spec, or made by "
-                         f"envfoundry.load(); {env.name!r} was built in this process only")
-    return check_sendable(tasks, policy)
-
-
-def check_sendable(tasks: Sequence[Task], policy: Policy) -> bytes:
-    """Refuse, before a run directory is made, tasks (and a policy without ``for_worker``) that
-    cannot be pickled to worker processes; returns the pickled tasks."""
-    blob = _dumps(list(tasks), "the tasks")
-    if not callable(getattr(policy, "for_worker", None)):
-        worker_policy(policy)
-    return blob
-
-
+# ----------------------------------------------------------------- the process pool
 async def run_pool(
     env_source: tuple[str, dict[str, str]],
     env_id: tuple[str, str],
@@ -130,124 +89,157 @@ async def run_pool(
     ``tasks_blob``: ``tasks`` pickled already (by :func:`check_workers`).
     """
     shares = split_concurrency(cfg.concurrency, workers)
-    index = remaining_jobs(tasks, cfg.samples, offset, done)
-    if not (len(tasks) * cfg.samples if index is None else len(index)):
+    jobs = plan_jobs(tasks, policy, cfg, offset, done, tasks_blob)
+    if jobs is None:
         return
-    pol = worker_policy(policy)
-    ctx = _context()
-    counter = ctx.Value("q", 0)  # the next unclaimed job; its lock is taken by workers only
-    stop = ctx.RawValue("b", 0)  # set by the parent: claim nothing more (a dead worker may hold the lock)
-    loop = asyncio.get_running_loop()
-    finished = loop.create_future()
-    procs: list[Any] = []
-    conns: list[Connection] = []
-    pending: set[int] = set()  # started, and not yet done or lost
-    ready: set[int] = set()  # sent their jobs
-    failure: list[str] = []
+    pool = _Pool(on_line)
+    try:
+        pool.start(shares, env_source, env_id, cfg, light)
+        pool.send(jobs)
+        await pool.finished
+    except asyncio.CancelledError:
+        await pool.hand_over()
+        raise
+    finally:
+        pool.shutdown()
+    if pool.failure:
+        raise WorkerError(pool.failure[0])
 
-    def halt() -> None:
+
+class _Pool:
+    """The parent's side of a pool run: the worker processes, a pipe to each, and the run's end
+    (:attr:`finished`: when every worker is done, or the first failure)."""
+
+    def __init__(self, on_line: OnLine) -> None:
+        self.on_line = on_line
+        self.ctx = ctx = _context()
+        self.counter = ctx.Value("q", 0)  # the next unclaimed job; its lock is taken by workers only
+        self.stop = ctx.RawValue("b", 0)  # set by the parent: claim nothing more (a dead worker may hold the lock)
+        self.loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+        self.procs: list[Any] = []
+        self.conns: list[Connection] = []
+        self.pending: set[int] = set()  # started, and not yet done or lost
+        self.ready: set[int] = set()  # sent their jobs
+        self.failure: list[str] = []
+
+    def start(self, shares: list[int], env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
+              cfg: RolloutConfig, light: Light) -> None:
+        _start_quietly(self.ctx)
+        for i, share in enumerate(shares):
+            parent, child = self.ctx.Pipe(duplex=True)
+            p = self.ctx.Process(target=_worker_main, name=f"envfoundry-worker-{i}", daemon=True,
+                                 args=(child, env_source, env_id, replace(cfg, concurrency=share), self.counter,
+                                       self.stop, light))
+            p.start()
+            child.close()
+            self.procs.append(p)
+            self.conns.append(parent)
+            self.pending.add(i)
+
+    def send(self, jobs: Jobs) -> None:
+        """The jobs, pickled once while the workers load the environment, down each pipe (as a
+        Process argument they would be pickled per worker, and each start would wait for the last)."""
+        tasks_blob, plan = jobs.blobs()
+        for i, conn in enumerate(self.conns):
+            try:
+                conn.send_bytes(tasks_blob)
+                conn.send_bytes(plan)
+            except OSError:  # it died before reading its jobs: read why (its error message), then EOF
+                self.on_readable(i)
+                if i in self.pending:
+                    self.lost(i)
+                break
+            self.ready.add(i)
+            self.loop.add_reader(conn.fileno(), self.on_readable, i)
+
+    def halt(self) -> None:
         """No new rollouts; workers cancel theirs and hand over what finished."""
-        stop.value = 1
-        for j in pending & ready:
+        self.stop.value = 1
+        for j in self.pending & self.ready:
             with contextlib.suppress(OSError):
-                conns[j].send(("stop", None))
+                self.conns[j].send(("stop", None))
 
-    def end(exc: BaseException | None = None, force: bool = False) -> None:
+    def end(self, exc: BaseException | None = None, force: bool = False) -> None:
         """Finish the run: with ``exc``, when no worker is pending, or (``force``) regardless."""
-        if finished.done():
+        if self.finished.done():
             return
         if exc is not None:
-            finished.set_exception(exc)
-        elif force or not pending:
-            finished.set_result(None)
+            self.finished.set_exception(exc)
+        elif force or not self.pending:
+            self.finished.set_result(None)
 
-    def lost(i: int) -> None:
-        pending.discard(i)
-        for j in pending - ready:  # never got their jobs (the send loop stopped): nothing to wait for
-            pending.discard(j)
-            conns[j].close()  # EOF ends them
-        procs[i].join(1.0)
-        if not failure:
-            failure.append(f"worker {i} (pid {procs[i].pid}) exited with code {procs[i].exitcode} before finishing "
-                           "its rollouts; the stored records are kept and --resume runs the rest")
-        halt()
-        loop.call_later(STOP_GRACE_S, end, None, True)  # the others get a while to hand over, not forever
-        end()
+    def lost(self, i: int) -> None:
+        self.pending.discard(i)
+        for j in self.pending - self.ready:  # never got their jobs (the send loop stopped): nothing to wait for
+            self.pending.discard(j)
+            self.conns[j].close()  # EOF ends them
+        p = self.procs[i]
+        p.join(1.0)
+        if not self.failure:
+            self.failure.append(f"worker {i} (pid {p.pid}) exited with code {p.exitcode} before finishing "
+                                "its rollouts; the stored records are kept and --resume runs the rest")
+        self.halt()
+        self.loop.call_later(STOP_GRACE_S, self.end, None, True)  # the others get a while to hand over, not forever
+        self.end()
 
-    def on_readable(i: int) -> None:
-        conn = conns[i]
+    def on_readable(self, i: int) -> None:
+        conn = self.conns[i]
         while True:
             try:
                 if not conn.poll():
                     return
                 kind, data = conn.recv()
             except (EOFError, OSError):  # the worker is gone
-                loop.remove_reader(conn.fileno())
-                if i in pending:
-                    lost(i)
+                self.loop.remove_reader(conn.fileno())
+                if i in self.pending:
+                    self.lost(i)
                 return
             try:
-                if kind == "recs":
-                    for line, lt in data:
-                        on_line(line, lt)
-                elif kind == "error":
-                    failure.append(f"worker {i}: {data}")
-                elif kind == "done":
-                    loop.remove_reader(conn.fileno())
-                    pending.discard(i)
-                    end()
+                if self._handle(i, kind, data):
                     return
             except Exception as e:  # noqa: BLE001 - the parent's own failure (e.g. the disk is full)
-                for c in conns:
-                    with contextlib.suppress(ValueError, OSError):
-                        loop.remove_reader(c.fileno())
-                end(e)
+                self._unwatch()
+                self.end(e)
                 return
 
-    try:
-        _start_quietly(ctx)
-        for i, share in enumerate(shares):
-            parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=_worker_main, name=f"envfoundry-worker-{i}", daemon=True,
-                            args=(child, env_source, env_id, replace(cfg, concurrency=share), counter, stop, light))
-            p.start()
-            child.close()
-            procs.append(p)
-            conns.append(parent)
-            pending.add(i)
-        # the jobs, pickled once while the workers load the environment, go down each pipe (as a
-        # Process argument they would be pickled per worker, and each start would wait for the last)
-        if tasks_blob is None:
-            tasks_blob = _dumps(list(tasks), "the tasks")
-        plan = _dumps((pol, cfg.samples, offset, index), f"policy {getattr(policy, 'name', policy)!r}")
-        for i, conn in enumerate(conns):
-            try:
-                conn.send_bytes(tasks_blob)
-                conn.send_bytes(plan)
-            except OSError:  # it died before reading its jobs: read why (its error message), then EOF
-                on_readable(i)
-                if i in pending:
-                    lost(i)
-                break
-            ready.add(i)
-            loop.add_reader(conn.fileno(), on_readable, i)
-        await finished
-    except asyncio.CancelledError:
-        halt()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            async with asyncio.timeout(STOP_GRACE_S):  # let workers hand over what finished
-                await asyncio.shield(finished)
-        raise
-    finally:
-        halt()
-        for i, c in enumerate(conns):
+    def _handle(self, i: int, kind: str, data: Any) -> bool:
+        """One message from worker ``i``; True when it was its last."""
+        if kind == "recs":
+            for line, lt in data:
+                self.on_line(line, lt)
+        elif kind == "error":
+            self.failure.append(f"worker {i}: {data}")
+        elif kind == "done":
+            self.loop.remove_reader(self.conns[i].fileno())
+            self.pending.discard(i)
+            self.end()
+            return True
+        return False
+
+    def _unwatch(self) -> None:
+        for c in self.conns:
             with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(c.fileno())
-            if i not in ready:
+                self.loop.remove_reader(c.fileno())
+
+    async def hand_over(self) -> None:
+        """On cancellation: the workers get ``STOP_GRACE_S`` to hand over what finished."""
+        self.halt()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            async with asyncio.timeout(STOP_GRACE_S):
+                await asyncio.shield(self.finished)
+
+    def shutdown(self) -> None:
+        """Stop and reap every worker (terminated after a grace period), close the pipes."""
+        self.halt()
+        self._unwatch()
+        for i, c in enumerate(self.conns):
+            if i not in self.ready:
                 c.close()  # a worker still waiting for its jobs gets EOF and ends
-        broken = bool(failure) or (finished.done() and not finished.cancelled() and finished.exception() is not None)
+        f = self.finished
+        broken = bool(self.failure) or (f.done() and not f.cancelled() and f.exception() is not None)
         deadline = time.monotonic() + (1.0 if broken else STOP_GRACE_S)
-        for p in procs:
+        for p in self.procs:
             p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 p.terminate()
@@ -255,10 +247,8 @@ async def run_pool(
             if p.is_alive():
                 p.kill()
                 p.join()
-        for c in conns:
+        for c in self.conns:
             c.close()  # closing twice is harmless
-    if failure:
-        raise WorkerError(failure[0])
 
 
 def _start_quietly(ctx: Any) -> None:
@@ -286,18 +276,6 @@ def _context() -> Any:
     return mp.get_context("spawn")
 
 
-def remaining_jobs(tasks: Sequence[Task], samples: int, offset: int,
-                   done: Container[tuple[str, int]]) -> array[int] | None:
-    """The jobs to run as numbers ``j`` (task ``j // samples``, sample ``offset + j % samples``),
-    or None for all of them: nothing per job is built or sent for a fresh run, however many
-    samples it has. (A resumed run lists the jobs it still needs.)"""
-    if not done:
-        return None
-    left = array("q", (ti * samples + s for ti, t in enumerate(tasks) for s in range(samples)
-                       if (t.id, offset + s) not in done))
-    return None if len(left) == len(tasks) * samples else left
-
-
 # ----------------------------------------------------------------- in the worker
 def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_id: tuple[str, str],
                  cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
@@ -306,20 +284,13 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
     # again (a full collection through it, set off by unpickling the tasks, took 20 ms of a start)
     gc.freeze()
     try:
-        from ..core.loading import load
-
-        env = load(*env_source)  # first: task data may hold classes of an environment file
-        if (env.name, env.version) != env_id:
-            raise WorkerError(f"environment {env_source[0]!r} loads as {env.name} {env.version} in a worker "
-                              f"process, not {env_id[0]} {env_id[1]}; a built-in or file environment is needed "
-                              "for workers > 1")
+        env = load_worker_env(env_source, env_id)  # first: task data may hold classes of an environment file
         blob = conn.recv_bytes()  # both messages first: the parent's sends never wait on our unpickling
         plan = conn.recv_bytes()
-        tasks = pickle.loads(blob)
-        policy, samples, offset, index = pickle.loads(plan)
+        jobs = WorkerJobs.loads(blob, plan)
         del blob, plan
         gc.freeze()  # the tasks too: they live to the end
-        asyncio.run(_worker(conn, env, policy, tasks, samples, offset, index, cfg, counter, stop, light))
+        asyncio.run(_worker(conn, env, jobs, cfg, counter, stop, light))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         with contextlib.suppress(OSError):
             conn.send(("error", e.args[0] if isinstance(e, EnvfoundryError) and e.args else format_exception(e)))
@@ -329,9 +300,9 @@ def _worker_main(conn: Connection, env_source: tuple[str, dict[str, str]], env_i
     conn.close()
 
 
-async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: list[Task], samples: int, offset: int,
-                  index: array[int] | None, cfg: RolloutConfig, counter: Any, stop: Any, light: Light) -> None:
-    n = len(tasks) * samples if index is None else len(index)
+async def _worker(conn: Connection, env: Environment, jobs: WorkerJobs, cfg: RolloutConfig, counter: Any, stop: Any,
+                  light: Light) -> None:
+    n, policy = jobs.n, jobs.policy
     lock = counter.get_lock()
     parent = mp.parent_process()
 
@@ -348,8 +319,7 @@ async def _worker(conn: Connection, env: Environment, policy: Policy, tasks: lis
                 lock.release()
             if i >= n:
                 return
-            j = i if index is None else index[i]
-            yield tasks[j // samples], offset + j % samples
+            yield jobs[i]
 
     batch: list[tuple[bytes, dict[str, Any]]] = []
 
