@@ -301,3 +301,23 @@ def test_a_worker_that_loads_another_environment_is_refused(tmp_path, cluster):
                             ray_address=cluster)
     assert _records(tmp_path / "r") == []
     assert _free_cpus(2) == 2
+
+
+def test_calibrate_and_audit_run_their_rollouts_on_ray_with_the_same_results(tmp_path, cluster):
+    from envfoundry.quality.audit import AuditConfig, audit_env
+    from envfoundry.quality.calibrate import CalibrateConfig, calibrate
+
+    cal = {}
+    for backend in ("local", "ray"):
+        extra = {"backend": "ray", "ray_address": cluster} if backend == "ray" else {}
+        cal[backend] = calibrate("math", model="scripted:random", out=tmp_path / f"cal-{backend}",
+                                 config=CalibrateConfig(limit=6, samples=2, budget=24), **extra)
+    assert cal["local"].summary == cal["ray"].summary
+    reports = {}
+    for backend in ("local", "ray"):
+        extra = {"backend": "ray", "ray_address": cluster} if backend == "ray" else {}
+        reports[backend] = audit_env(envfoundry.load("math"), spec="math", config=AuditConfig(
+            tasks=4, samples=1, probes=["guessing", "empty", "tool_abuse"], out=tmp_path / f"audit-{backend}", **extra))
+    strip = lambda rep: [(p.name, p.verdict, p.n, p.passes, p.right) for p in [rep.baseline, *rep.probes]]  # noqa: E731
+    assert strip(reports["local"]) == strip(reports["ray"])
+    assert _free_cpus(2) == 2

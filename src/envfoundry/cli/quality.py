@@ -86,6 +86,8 @@ def audit_cmd(
     out: Annotated[Optional[Path], V._opt("--out", "results folder (default: a new quality/ENV/audit-TIME)")] = None,
     resume: V.Resume = False,
     force: V.Force = False,
+    backend: V.Backend = "local",
+    ray_address: V.RayAddress = None,
     tasks_old: Annotated[Optional[int], V.hidden("--tasks")] = None,
     probes: Annotated[Optional[str], typer.Option(help="comma-separated probes to run (default all)")] = None,
     fail_on: Annotated[Optional[str], typer.Option(
@@ -118,8 +120,11 @@ def audit_cmd(
     names = [p.strip() for p in probes.split(",") if p.strip()] if probes is not None else None
     if names is not None and not names:
         raise UsageError("--probes needs at least one probe name")
+    from ..rollout.config import RunConfig
+
+    checked = RunConfig.of(None, {"backend": backend, "ray_address": ray_address})  # exit 2 for a bad one
     cfg = AuditConfig(tasks=tasks, samples=samples, seed=seed, split=split, probes=names, out=out, resume=resume,
-                      fail_on=fail_kinds)
+                      fail_on=fail_kinds, backend=checked.backend, ray_address=checked.ray_address)
     report = audit_env(e, spec=spec, config=cfg)
     failing = report.failing(fail_kinds)
     if json_out:
@@ -158,6 +163,8 @@ def calibrate_cmd(
     task_seed: V.TaskSeed = None,
     concurrency: Annotated[int, V._opt("--concurrency", "rollouts in flight at once")] = 32,
     workers: V.Workers = 1,
+    backend: V.Backend = "local",
+    ray_address: V.RayAddress = None,
     timeout: V.Timeout = None,
     max_turns: V.MaxTurns = None,
     knobs: Annotated[bool, typer.Option("--knobs", metavar="",
@@ -210,11 +217,14 @@ def calibrate_cmd(
         console.print(f"{what} round {rnd.number}: {len(rnd.task_ids)} tasks x {rnd.samples} samples "
                       f"(samples {rnd.offset}-{rnd.offset + rnd.samples - 1})")
 
-    note_workers(workers, concurrency)
+    note_workers(workers if backend == "local" else 1, concurrency)
+    from ..rollout.config import RunConfig
+
+    checked = RunConfig.of(None, {"backend": backend, "ray_address": ray_address})  # exit 2 for a bad one
     result = calibrate(
         spec, model=model, out=out, config=config, resume=resume, progress=None if quiet else _FreshProgress(),
         on_round=on_round, env_args=_env_args(env_arg) if env_arg else None, workers=workers,
-        model_options=model_options.resolve_kwargs(),
+        model_options=model_options.resolve_kwargs(), backend=checked.backend, ray_address=checked.ray_address,
     )
     _print_calibration(result)
     n_err, n_ok = result.summary["errors"], result.summary["scored_samples"]

@@ -102,6 +102,8 @@ class AuditConfig:
     mutations: bool = True
     pool_tasks: int = 10  # tasks outside the selection whose reference answers feed guesses
     fail_on: Sequence[str] | None = None
+    backend: str = "local"  # where the probe runs' rollouts run ("ray": a Ray cluster; not compared on resume)
+    ray_address: str | None = None
 
 @dataclass
 class AuditReport:
@@ -272,8 +274,8 @@ async def audit_async(env: Environment, *, spec: str | None = None, config: Audi
     async def run(policy: Any, sub: str, samples: int) -> list[dict[str, Any]]:
         path = out / sub
         r = await evaluate_async(env, model=policy, out=path, split=split, limit=min(cfg.tasks, len(tasks)),
-                                 samples=samples,
-                                 seed=cfg.seed, resume=cfg.resume and (path / MANIFEST).is_file())
+                                 samples=samples, seed=cfg.seed, resume=cfg.resume and (path / MANIFEST).is_file(),
+                                 backend=cfg.backend, ray_address=cfg.ray_address)
         return list(r.records())
 
     base_recs = await run("scripted:noop", BASELINE, cfg.samples)

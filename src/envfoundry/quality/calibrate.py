@@ -230,11 +230,14 @@ async def calibrate_async(
     progress: Progress | None = None,
     on_round: Callable[[Round, bool], None] | None = None,
     workers: int = 1,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> Calibration:
     """Calibrate ``env`` for ``model`` into ``out`` (see the module docstring).
 
     ``model`` is a spec or a Policy (None on resume: the stored one); ``model_options`` and
-    ``workers`` as for :func:`~envfoundry.rollout.run.evaluate_async`. ``on_round(round, resumed)``
+    ``workers``, ``backend`` and ``ray_address`` as for :func:`~envfoundry.rollout.run.evaluate_async`
+    (``backend="ray"``: every round's rollouts run on the Ray cluster). ``on_round(round, resumed)``
     is called before each round runs.
     """
     from ..core.loading import load
@@ -281,15 +284,17 @@ async def calibrate_async(
     # resolved before anything is written: a bad --model must not leave a folder behind
     pol = (model if model is not None and not isinstance(model, str)
            else resolve_policy(st.model, **st.model_options, slots=n_slots))
-    if workers > 1:  # refused before anything is written
-        check_workers(env_obj, getattr(env_obj, "loaded_from", None), tasks, pol)
+    if workers > 1 or backend == "ray":  # refused before anything is written
+        check_workers(env_obj, getattr(env_obj, "loaded_from", None), tasks, pol,
+                      **({"need": "--backend ray"} if backend == "ray" else {}))
     ensure_dir(out, "calibration directory")
     st.save(out)
 
     ledger = EvidenceLedger(out, env=env_obj.name, env_version=env_obj.version, model=st.model)
     shared = KeepAlive(pol)
     run_kw: dict[str, Any] = {"concurrency": cfg.concurrency, "timeout_s": cfg.timeout_s,
-                              "max_turns": cfg.max_turns, "progress": progress, "workers": workers}
+                              "max_turns": cfg.max_turns, "progress": progress, "workers": workers,
+                              "backend": backend, "ray_address": ray_address}
     solvable = env_obj.has_reference
     try:
         for rnd in rounds:
@@ -299,7 +304,7 @@ async def calibrate_async(
                 on_round(rnd, True)
             stored = RunStore.open(rnd.path).manifest.concurrency
             await evaluate_async(env_obj, model=shared, out=rnd.path, resume=True, progress=progress,
-                                 workers=min(workers, stored))
+                                 workers=min(workers, stored), backend=backend, ray_address=ray_address)
             ledger.record_round(rnd)
         while len(rounds) < cfg.max_rounds:
             plan = next_round(order, ledger.evidence(order), slots, rounds_per_task(rounds), band=st.band,
