@@ -52,6 +52,8 @@ class _AsyncEnv(Environment):
 
     async def agrade(self, ep):
         ep.log.append("grade")
+        if self.fail_grade == "connection":
+            raise ConnectionResetError("connection lost while grading")
         if self.fail_grade:
             raise ValueError("grader on the far side failed")
         return self.grade(ep)
@@ -72,6 +74,7 @@ def test_async_episode_is_awaited_graded_and_closed_once():
 @pytest.mark.parametrize("kw,outcome,needle", [
     ({"fail_step": True}, "env_error", "server went away"),
     ({"fail_grade": True}, "grader_error", "far side failed"),
+    ({"fail_grade": "connection"}, "env_error", "connection lost while grading"),
 ])
 def test_async_failures_are_typed_never_scored_and_still_closed(kw, outcome, needle):
     env = _AsyncEnv(**kw)

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "runs",
     "quality",
     "training",
+    "serve",
     "view",
     "share",
 )

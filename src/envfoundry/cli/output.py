@@ -33,7 +33,9 @@ _MAX_MARKER_BYTES = 256 << 20
 
 def env_stem(spec: str) -> str:
     """A short name for an environment spec: ``math``, ``counter_env`` for ``examples/counter_env.py:make_env``,
-    ``inventory`` for the folder ``./examples/inventory``."""
+    ``inventory`` for the folder ``./examples/inventory``, ``127.0.0.1-8000`` for ``http://127.0.0.1:8000``."""
+    if "://" in spec:  # a served environment
+        return "".join(c if c.isalnum() or c in "._" else "-" for c in spec.split("://", 1)[1]).strip("-") or "remote"
     if ":" not in spec and ("/" in spec or "\\" in spec):  # a folder (declarative environment)
         return Path(spec.rstrip("/\\")).name or "env"
     return Path(spec.split(":")[0]).stem if ":" in spec else spec

@@ -191,6 +191,11 @@ class World:
         w._overlay = {t: dict(ov) for t, ov in self._overlay.items()}
         return w
 
+    def shares_root(self, other: World) -> bool:
+        """Whether both are forks of one initial world: their diff then costs what they changed, not the
+        world's size (a served environment sends a big world once, then each episode's changes to it)."""
+        return other._root is self._root
+
     def _changed_keys(self, other: World) -> Iterator[tuple[str, str]]:
         if other._root is self._root:
             seen: set[tuple[str, str]] = set()

@@ -110,7 +110,9 @@ async def run_rollout(
             score = await env.agrade(ep) if asynchronous else env.grade(ep)
             outcome = Outcome.TRUNCATED if ep.truncated else Outcome.COMPLETED
         except Exception as e:  # noqa: BLE001
-            outcome, error = Outcome.GRADER_ERROR, format_exception(e)
+            # a served environment that went away while grading: the environment's failure, not its grader's
+            lost = asynchronous and isinstance(e, ConnectionError)
+            outcome, error = Outcome.ENV_ERROR if lost else Outcome.GRADER_ERROR, format_exception(e)
         t_grade = time.perf_counter() - t
 
     assert outcome is not None
