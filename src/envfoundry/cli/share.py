@@ -97,7 +97,8 @@ def _print_card(card) -> None:  # noqa: ANN001
     t = Table(title=_escape(f"scorecard {i.env} {i.env_version}"), title_justify="left", show_header=False)
     t.add_column(style="bold", overflow="fold")
     t.add_column(overflow="fold")
-    t.add_row("package", _escape(f"{i.package} {i.package_version}" if i.package else "(a file)"))
+    t.add_row("package", _escape(f"{i.package} {i.package_version}" if i.package
+                             else "(a folder)" if i.root.endswith("/") else "(a file)"))
     t.add_row("content hash", i.content_hash)
     t.add_row("tasks", ", ".join(f"{s} {n:,}" for s, n in card.splits.items()))
     style = {"present": "green", "missing": "bold red", "stale": "yellow", "not_applicable": "dim"}

@@ -97,6 +97,11 @@ def _load(spec: str, args: dict[str, Any]) -> tuple[Environment, str]:
         return _load_folder(loader, Path(spec), args), str(Path(spec).resolve())
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
+        if Path(spec).is_dir():  # a folder that is not an environment: say what it lacks
+            odd = [m for m in FOLDER_LOADERS if (Path(spec) / m).exists()]
+            raise EnvLoadError(f"unknown environment {spec!r}: "
+                               + (f"{Path(spec) / odd[0]} is not a file" if odd
+                                  else f"the folder holds no {' or '.join(FOLDER_LOADERS)}"))
         names = ", ".join(REGISTRY) or "none"
         hint = ("; envfoundry's own environments are missing from the installed package's metadata: "
                 "reinstall it (pip install -e .)") if REGISTRY.own_missing() else ""

@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..core.errors import EnvfoundryError, UsageError
 from ..core.provenance import content_hash, hash_members
@@ -38,7 +39,12 @@ class IntegrityError(EnvfoundryError):
 
 
 def hub_base(hub: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", hub or ""):
+    try:
+        ok = re.match(r"^https?://[^/\s]+", hub or "") is not None and bool(urlsplit(hub).hostname)
+        urlsplit(hub).port  # noqa: B018 - raises ValueError on a port that is not a number or out of range
+    except ValueError:
+        ok = False
+    if not ok:
         raise UsageError(f"--hub {hub!r} is not an http(s) URL (e.g. http://127.0.0.1:8700)")
     return hub.rstrip("/")
 

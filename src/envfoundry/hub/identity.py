@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.env import Environment
 from ..core.errors import EnvfoundryError, UsageError
+from ..core.loading import folder_loader, is_url
 from ..core.provenance import HASH_RULE, content_hash, distribution_version, file_hashes, target_root
 from ..core.registry import REGISTRY
 from ..core.version import __version__
@@ -32,11 +33,25 @@ def tasks_hash(env: Environment) -> tuple[str, dict[str, int]]:
     return "sha256:" + h.hexdigest(), sizes
 
 
+#: what a folder environment's content hash leaves out besides names starting with '.': the default
+#: output folders of commands run inside it
+FOLDER_OUTPUTS = ("quality/", "runs/")
+
+
+def _output(top: str) -> bool:
+    return top.startswith(".") or f"{top}/" in FOLDER_OUTPUTS
+
+
 def locate(spec: str) -> tuple[Path, str | None]:
     """(the root of the environment ``spec`` names, the distribution that declares it or None)."""
     target, package = spec, None
+    if is_url(spec):
+        raise UsageError(f"{spec} is a served environment: make its scorecard where it is served, from its "
+                         "name, folder or file (a scorecard hashes the files that define it)")
     if ":" not in spec:
         entry = REGISTRY.entry(spec)
+        if entry is None and folder_loader(spec) is not None:  # a declarative folder: its files
+            return Path(spec).resolve(), None
         if entry is None:
             raise UsageError(f"unknown environment {spec!r}")
         target, package = entry.target, (entry.source if entry.installed else None)
@@ -51,6 +66,9 @@ def identity(env: Environment, spec: str) -> tuple[Identity, dict[str, int], Pat
     """The identity of ``env`` (loaded from ``spec``), its split sizes and its root on this machine."""
     root, package = locate(spec)
     files = file_hashes(root)
+    folder = package is None and root.is_dir() and folder_loader(str(root)) is not None
+    if folder:  # a folder environment: the results kept inside it (quality/, runs/, .git/ ...) are not its content
+        files = {rel: h for rel, h in files.items() if not _output(rel.split("/")[0])}
     if not files:
         raise UsageError(f"the root of environment {spec!r} ({root}) holds no files")
     try:
@@ -62,7 +80,8 @@ def identity(env: Environment, spec: str) -> tuple[Identity, dict[str, int], Pat
     ident = Identity(
         env=env.name, env_version=env.version, spec=spec, package=package,
         package_version=distribution_version(package) if package else None,
-        root=root.name + ("/" if root.is_dir() else ""), content_hash=content_hash(files), hash_rule=HASH_RULE,
+        root=root.name + ("/" if root.is_dir() else ""), content_hash=content_hash(files),
+        hash_rule=HASH_RULE + (f", and the folder's {', '.join(FOLDER_OUTPUTS)} and dot-files" if folder else ""),
         files=files, tasks_hash=thash, tasks_rule=TASKS_RULE, envfoundry_version=__version__,
     )
     return ident, sizes, root

@@ -182,7 +182,8 @@ def _check(name: str, module: str) -> None:
         raise UsageError(f"the environment name {name!r} is already taken here ({getattr(taken, 'source', 'several')}"
                          "): choose another name")
     if not module.isidentifier() or keyword.iskeyword(module):
-        raise UsageError(f"--module {module!r} is not a Python identifier")
+        raise UsageError(f"the Python package name {module!r} is not a Python identifier (it is --module, by default "
+                         "the name with '_' for '-' and '.'): give --module")
     if module in sys.stdlib_module_names or module == "envfoundry":
         raise UsageError(f"the package name {module!r} is taken by Python or envfoundry: choose another with "
                          "--module")

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ConfigDict, create_model
 
 from ..core.env import Environment, Episode, StepResult
-from ..core.errors import GraderUndecided
+from ..core.errors import EnvLoadError, GraderUndecided
 from ..core.grader import GradeInput
 from ..core.messages import Action, Message
 from ..core.outcome import Score
@@ -29,7 +29,7 @@ from ..core.task import Task
 from ..core.tools import Tool
 from ..core.world import World
 from . import wire
-from .errors import RemoteEnvError, RemoteError, RemoteGraderError
+from .errors import RemoteEnvError, RemoteError, RemoteGraderError, RemoteRefused
 from .transport import Transport
 
 #: tasks fetched per request
@@ -232,6 +232,17 @@ class RemoteEpisode(Episode):
 
 
 # ---------------------------------------------------------------- the environment
+_INFO_KEYS = ("name", "splits", "graders", "tools", "max_turns", "has_reference", "version")
+
+
+def _check_info(url: str, info: Any) -> None:
+    """Refuse an answer to ``GET /info`` that is not a served environment's description."""
+    missing = [k for k in _INFO_KEYS if k not in info] if isinstance(info, dict) else list(_INFO_KEYS)
+    if missing:
+        raise EnvLoadError(f"{url} is not an environment served by `envfoundry serve` (GET /info answered "
+                           f"without {', '.join(missing)})")
+
+
 class RemoteEnvironment(Environment):
     """An environment served by ``envfoundry serve`` at ``url``: made by :func:`envfoundry.connect`
     (or ``envfoundry.load(URL)``, ``--env http://HOST:PORT``)."""
@@ -244,8 +255,11 @@ class RemoteEnvironment(Environment):
         self._t = Transport(url, token, busy_wait_s=busy_wait_s, timeout_s=timeout_s)
         try:
             info = self._t.lp.run(self._t.request("GET", "/info"), timeout=timeout_s + 5)
-        except BaseException:
+            _check_info(url, info)
+        except BaseException as e:
             self._t.close()
+            if type(e) is RemoteError or (isinstance(e, RemoteRefused) and e.status in (404, 405)):
+                raise EnvLoadError(f"{url} is not an environment served by `envfoundry serve` ({e})") from None
             raise
         self.url = self._t.url
         self.info: dict[str, Any] = info

@@ -121,7 +121,11 @@ class Transport:
                         data = {"message": str(data)[:300]}
                     data.setdefault("status", r.status)
                     raise refusal(data, f"{method} {path}")
-                return wire.loads(text) if text else None
+                try:
+                    return wire.loads(text) if text else None
+                except ValueError:
+                    raise RemoteError(f"{method} {path}: the server at {self.url} answered {r.status} with a body "
+                                      f"that is not JSON ({text[:60]!r})", status=r.status) from None
         except RemoteError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from ..core.env import Environment
-from ..core.errors import ModelServerDied, RunWriteError, StoreError, UsageError
-from ..core.loading import canonical_spec
+from ..core.errors import EnvfoundryError, ModelServerDied, RunWriteError, StoreError, UsageError
+from ..core.loading import canonical_spec, is_url
 from ..core.policy import Policy
 from ..core.provenance import env_package
 from ..core.resume import differences, refuse_differences
@@ -260,13 +260,22 @@ async def _plan_resumed(env: Environment | str, model: str | Policy, out: str | 
     env_spec = canonical_spec(env) if isinstance(env, str) else env.name
     store = RunStore.open(out)
     m = store.manifest
-    if isinstance(env, str) and not {env, env_spec} & {m.env, m.env_spec, canonical_spec(m.env_spec)}:
+    # a served environment may come back at another URL: the name, version and task ids below must match
+    moved = isinstance(env, str) and is_url(env) and is_url(m.env_spec) and env_spec != m.env_spec
+    if isinstance(env, str) and not moved and not {env, env_spec} & {m.env, m.env_spec, canonical_spec(m.env_spec)}:
         raise StoreError(f"run {str(out)!r} is of environment {m.env_spec!r}, not {env!r}")
     given = {**rc.model_dump(include=set(_RESUMABLE)), "env_args": rc.env_args or None,
              "calibration": str(Path(rc.calibration).resolve()) if rc.calibration is not None else None,
              "sample_offset": rc.sample_offset or None}
     refuse_differences(differences(m.model_dump(), given, what=f"the run in {str(out)!r}", names=_RUN_NAMES))
-    env_obj = load(m.env_spec, m.env_args) if isinstance(env, str) else env
+    where = env_spec if moved else m.env_spec
+    try:
+        env_obj = load(where, m.env_args) if isinstance(env, str) else env
+    except ConnectionError as e:
+        if not (isinstance(e, EnvfoundryError) and is_url(where)):
+            raise
+        raise type(e)(f"{e}; if the server now listens at another URL, give it: "
+                      f"`envfoundry run URL --out {shlex.quote(str(out))} --resume`") from None
     if env_obj.name != m.env:
         raise StoreError(f"run {str(out)!r} is of environment {m.env!r}, not {env_obj.name!r}")
     if env_obj.version != m.env_version:
@@ -287,7 +296,7 @@ async def _plan_resumed(env: Environment | str, model: str | Policy, out: str | 
             f"{m.env} (e.g. {missing[0]}); the environment changed"
         )
     tasks = [by_id[t] for t in m.task_ids]
-    source = (m.env_spec, m.env_args) if isinstance(env, str) else getattr(env_obj, "loaded_from", None)
+    source = (where, m.env_args) if isinstance(env, str) else getattr(env_obj, "loaded_from", None)
     conc = m.concurrency if rc.concurrency is None else rc.concurrency
     if conc < 1:
         raise UsageError(f"concurrency must be >= 1, got {conc}")
