@@ -3,6 +3,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: CI's 2 cores are shared (a fork or a GC pause makes one example slow); a
+# property fails on what it computes, never on how long one example took.
+settings.register_profile("envfoundry", deadline=None)
+settings.load_profile("envfoundry")
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ENVS = Path(__file__).resolve().parent / "envs"

@@ -540,9 +540,10 @@ def test_ctrl_c_stops_a_local_judge_server(tmp_path):
                               "--model", "local", "--limit", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
         deadline = time.time() + 120
-        time.sleep(1.0)
-        while wait_for_server and not servers() - before and time.time() < deadline:
-            time.sleep(0.1)
+        # a judge server process exists: the command is past its imports (on a loaded machine they take
+        # more than a second) and the judge is loading
+        while not servers() - before and p.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
         if wait_for_server:
             time.sleep(8)  # loaded, and judging
         p.send_signal(signal.SIGINT)

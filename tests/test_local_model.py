@@ -336,7 +336,10 @@ def test_ctrl_c_while_the_model_starts_leaves_no_run_and_no_server(tmp_path):
 
     before = servers()
     out = tmp_path / "r"
-    p = start_run(out, "math", "--model", "local", "--limit", "2", wait_s=1.0)  # still loading the model
+    p = start_run(out, "math", "--model", "local", "--limit", "2", wait_s=0)
+    deadline = time.time() + 120  # still loading the model: its server process exists (the CLI is past its imports)
+    while not servers() - before and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in err, err

@@ -23,7 +23,7 @@ from ..core.env import Environment, Episode, StepResult
 from ..core.errors import EnvLoadError, GraderUndecided
 from ..core.grader import GradeInput
 from ..core.messages import Action, Message
-from ..core.outcome import Score
+from ..core.outcome import Outcome, Score
 from ..core.sanitize import register_secret
 from ..core.task import Task
 from ..core.tools import Tool
@@ -86,7 +86,7 @@ class RemoteGrader:
 
 
 def _score(out: dict[str, Any], what: str) -> Score:
-    if out.get("outcome") == "grader_error":
+    if out.get("outcome") == Outcome.GRADER_ERROR:
         if out.get("undecided"):
             raise GraderUndecided(out.get("error") or "undecided")
         e = RemoteGraderError(f"{what} raised on the server: {out.get('error')}", code="grader_error")
@@ -171,7 +171,7 @@ class RemoteEpisode(Episode):
         self.messages.append(action)
         self.turns += 1
         self.tool_calls += len(action.tool_calls)
-        if data.get("outcome") == "env_error":
+        if data.get("outcome") == Outcome.ENV_ERROR:
             e = RemoteEnvError(f"the environment raised on the server: {data.get('error')}", code="env_error")
             if data.get("traceback"):
                 e.add_note(f"on the server:\n{data['traceback']}")

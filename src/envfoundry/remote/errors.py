@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.errors import EnvfoundryError
+from ..core.outcome import Outcome
 
 
 class RemoteError(EnvfoundryError):
@@ -47,7 +48,7 @@ def refusal(data: dict[str, Any], where: str) -> RemoteError:
     status, code = data.get("status"), str(data.get("code") or "error")
     message = str(data.get("message") or data.get("detail") or "no message")
     cls: type[RemoteError]
-    if code == "env_error":
+    if code == Outcome.ENV_ERROR:
         cls = RemoteEnvError
     elif code == "episode_ended":
         cls = EpisodeEnded
@@ -55,7 +56,7 @@ def refusal(data: dict[str, Any], where: str) -> RemoteError:
         cls = RemoteRefused
     else:
         cls = RemoteUnavailable
-    e = cls(f"{message}" if code == "env_error" else f"{where}: {message} ({status} {code})", status=status,
+    e = cls(f"{message}" if code == Outcome.ENV_ERROR else f"{where}: {message} ({status} {code})", status=status,
             code=code)
     if data.get("traceback"):
         e.add_note(f"on the server:\n{data['traceback']}")

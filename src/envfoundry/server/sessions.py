@@ -23,6 +23,7 @@ from typing import Any
 from ..core.env import Environment, Episode
 from ..core.errors import GraderUndecided, reason
 from ..core.grader import GradeInput, combine
+from ..core.outcome import Outcome
 from ..core.seeding import derive_seed
 from ..core.task import Task
 from ..core.world import World
@@ -47,7 +48,7 @@ class Session:
     ep: Episode | None = None
     episodes: int = 0
     busy: bool = False
-    #: how the current episode ended ("completed", "truncated", "env_error", "grader_error"), None while it runs
+    #: how the current episode ended (an Outcome value), None while it runs
     ended: str | None = None
     graded: dict[str, Any] | None = None
     mirror: bool = False  # send the world, and each step's changes
@@ -329,7 +330,7 @@ class Sessions:
     def grade(self, s: Session, req: dict[str, Any]) -> dict[str, Any]:
         """Grade the episode (the client ended it: its own turn limit); the result of a finished one again."""
         ep = self._episode(s)
-        if s.ended == "env_error":
+        if s.ended == Outcome.ENV_ERROR:
             raise ApiError(409, "episode_ended", f"the episode of task {ep.task.id} ended with an env_error: "
                            "there is nothing to grade")
         if s.graded is None and req.get("truncated") and not ep.terminated:
