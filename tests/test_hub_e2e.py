@@ -245,6 +245,40 @@ def test_the_index_speaks_pep_503_html_and_pep_691_json_with_the_same_file(flow)
     assert file["filename"] in html and f"sha256={file['hashes']['sha256']}" in html
 
 
+def _uv() -> str | None:
+    try:
+        import uv  # the PyPI wheel knows where its binary is
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def test_uv_installs_the_published_wheel_from_the_hub_index_only(flow, tmp_path):
+    uv = _uv()
+    if uv is None:
+        pytest.skip("the `uv` executable is absent (pip install 'uv>=0.5')")
+    assert flow.results["publish"].returncode == 0, _say(flow.results["publish"])
+    target = tmp_path / "uv-target"
+    # only the hub: no uv config files, no other index, a private cache, no interpreter downloads
+    env = {k: v for k, v in _env().items() if not k.startswith("UV_")}
+    env.update(UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
+    r = subprocess.run([uv, "pip", "install", "--no-config", "--index-url", f"{flow.url}/simple/", "--no-deps",
+                        "--python", sys.executable, "--target", str(target), f"{NAME}==0.1.0"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, _say(r)
+    with zipfile.ZipFile(flow.hub_dir / f"{NAME}-0.1.0-py3-none-any.whl") as z:
+        for member in (f"{NAME}/env.py", f"{NAME}/envfoundry_scorecard.json"):
+            assert (target / member).read_bytes() == z.read(member), member
+    assert (target / f"{NAME}-0.1.0.dist-info" / "entry_points.txt").is_file()
+    # and it runs by name from there, with the published content hash in the run manifest
+    r = flow.ef(sys.executable, "run-uv", "run", NAME, "--model", "scripted:oracle", "--limit", "2", "--out",
+                "run-uv", "-q", env={"PYTHONPATH": str(target)})
+    assert r.returncode == 0, _say(r)
+    manifest = json.loads((flow.work / "run-uv" / "manifest.json").read_text())
+    card = json.loads((flow.work / "quality" / NAME / "scorecard.json").read_text())
+    assert manifest["env_package"]["content_hash"] == card["identity"]["content_hash"]
+
+
 def test_publishing_the_same_version_twice_is_refused(flow):
     r = flow.ef(flow.py_a, "publish-again", "publish", str(flow.pkg / "dist"), "--hub", flow.url, "--token-env",
                 TOKEN_VAR, env={TOKEN_VAR: TOKEN})
