@@ -383,3 +383,15 @@ def _to_json(obj: Any) -> str:
 
 def format_exception(e: BaseException) -> str:
     return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
+def exception_line(e: BaseException) -> str:
+    """``KeyError: 'x' (at file.py:31 in fn)``: the exception and the innermost line that raised it."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = ""
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        where = f" (at {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name})"
+    return f"{type(e).__name__}: {e}{where}"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..core.env import Environment, Episode
+from ..core.env import Environment, Episode, exception_line
 from ..core.errors import UsageError
 from ..core.task import Task
 
@@ -56,18 +56,7 @@ def short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def crash_text(e: BaseException) -> str:
-    """``KeyError: 'x' (at file.py:31)``: the exception and the innermost line that raised it."""
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = ""
-    if tb is not None:
-        code = tb.tb_frame.f_code
-        where = f" (at {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name})"
-    return f"{type(e).__name__}: {e}{where}"
-
-
+crash_text = exception_line  # the one home of this format: core.env
 @dataclass
 class Play:
     """One scripted episode: the episode and the error that ended it early, if any."""

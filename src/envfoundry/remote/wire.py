@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from ..core.env import exception_line
 from ..core.messages import Message, ToolCall
 from ..core.outcome import Score
 from ..core.task import Task
@@ -167,16 +168,7 @@ def apply_changes(world: Any, changes: Any) -> None:
 
 
 # ------------------------------------------------------------------ errors of the environment's code
-def crash_summary(e: BaseException) -> str:
-    """``ZeroDivisionError: ... (at file.py:12 in fn)``: the exception and the innermost line that raised it."""
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = ""
-    if tb is not None:
-        code = tb.tb_frame.f_code
-        where = f" (at {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name})"
-    return f"{type(e).__name__}: {e}{where}"
+crash_summary = exception_line  # the one home of this format: core.env
 
 
 def crash_detail(e: BaseException) -> str:
