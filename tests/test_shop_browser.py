@@ -6,6 +6,7 @@ the shop's faults are real web pages, concurrent episodes share the browser with
 and a dead browser is an env_error."""
 
 import asyncio
+import base64
 import contextlib
 import os
 import subprocess
@@ -282,6 +283,18 @@ def test_actions_are_checked_and_pages_escape_what_was_typed(benv):
     assert page.path.startswith("/account/addresses/new")
     assert read(_act(ep, "scroll", direction="down")).path == page.path
     assert benv.grade(ep).value == 0  # a new address is collateral, never a pass
+
+
+def test_screenshots_come_with_the_step_when_asked(benv):
+    ep = benv.reset(benv.tasks("test")[0], seed=6)
+    benv.screenshots = True
+    try:
+        res = ep.step(Message("assistant", "", [ToolCall("goto", {"url": "/cart"})]))
+    finally:
+        benv.screenshots = False
+    png = base64.b64decode(res.info["screenshot"])
+    assert png.startswith(b"\x89PNG") and ep.state["screenshot"] == res.info["screenshot"]
+    assert "screenshot" not in res.observation[0].content  # messages stay text, and repeat exactly
 
 
 # ------------------------------------------------------------------ failures of the browser itself
