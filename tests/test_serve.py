@@ -352,3 +352,20 @@ def test_a_served_tool_call_keeps_its_id_and_the_client_sees_tool_results(server
         assert "unknown tool 'no_such_tool'" in r.observation[0].content and not (r.terminated or r.truncated)
     finally:
         env.close()
+
+
+def test_trainings_reward_path_scores_a_served_environment_like_a_local_one(servers):
+    """`train` reaches an environment through EnvAdapter (reset, step, grade per completion): through a
+    URL it gives the rewards and outcome tallies of the same environment loaded locally."""
+    from envfoundry.train.trl_adapter import EnvAdapter
+
+    local = envfoundry.load(BANK)
+    tasks = list(local.tasks("test"))[:2]
+    texts = ["hello", "I am done", "x" * 30, ""]
+    ids = [tasks[0].id, tasks[0].id, tasks[1].id, tasks[1].id]
+    want = EnvAdapter(local, tasks, group_size=2)
+    with envfoundry.connect(servers["bank"], token=TOKEN) as env:
+        remote_tasks = [t for t in env.tasks("test") if t.id in {t.id for t in tasks}]
+        got = EnvAdapter(env, remote_tasks, group_size=2)
+        assert got.score_batch(list(texts), task_id=ids) == want.score_batch(list(texts), task_id=ids)
+    assert dict(got.totals) == dict(want.totals) and got.totals["completed"] == 4  # graded, no errors
