@@ -300,13 +300,26 @@ class Episode:
             return None
         return [c.to_dict() for c in self.world_before.diff(self.world)]
 
-    def step(self, action: Action) -> StepResult:
+    def begin_step(self, action: Action) -> Action:
+        """The bookkeeping every step starts with (for an episode class whose step runs elsewhere, e.g.
+        in a browser): refuse a finished episode, record ``action`` as the assistant's, count the turn."""
         if self.terminated or self.truncated:
             raise RuntimeError("step() called on a finished episode; call env.reset() first")
         if action.role != "assistant":
             action = Message("assistant", action.content, action.tool_calls)
         self.messages.append(action)
         self.turns += 1
+        return action
+
+    def end_step(self, obs: list[Message], info: dict[str, Any] | None = None) -> StepResult:
+        """The bookkeeping every step ends with: record the observation, truncate at the turn limit."""
+        self.messages.extend(obs)
+        if not self.terminated and self.turns >= self.env.max_turns:
+            self.truncated = True
+        return StepResult(obs, self.terminated, self.truncated, info if info is not None else {})
+
+    def step(self, action: Action) -> StepResult:
+        action = self.begin_step(action)
         obs: list[Message] = []
         if action.tool_calls:
             for i, call in enumerate(action.tool_calls):
@@ -324,10 +337,7 @@ class Episode:
                 self.terminated = True
         else:
             self.terminated = True
-        self.messages.extend(obs)
-        if not self.terminated and self.turns >= self.env.max_turns:
-            self.truncated = True
-        return StepResult(obs, self.terminated, self.truncated)
+        return self.end_step(obs)
 
     def _call(self, name: str, arguments: str | dict[str, Any]) -> str:
         self.tool_calls += 1

@@ -77,12 +77,7 @@ class BrowserEpisode(Episode):
             await self.benv.runtime.acall(self.benv.runtime.release(self.handle))
 
     async def _step(self, action: Message) -> StepResult:
-        if self.terminated or self.truncated:
-            raise RuntimeError("step() called on a finished episode; call env.reset() first")
-        if action.role != "assistant":
-            action = Message("assistant", action.content, action.tool_calls)
-        self.messages.append(action)
-        self.turns += 1
+        action = self.begin_step(action)
         obs: list[Message] = []
         info: dict[str, Any] = {}
         if action.tool_calls:
@@ -95,10 +90,7 @@ class BrowserEpisode(Episode):
                 info["screenshot"] = self.state["screenshot"] = self.handle.screenshot
         else:
             self.terminated = True
-        self.messages.extend(obs)
-        if not self.terminated and self.turns >= self.env.max_turns:
-            self.truncated = True
-        return StepResult(obs, self.terminated, self.truncated, info)
+        return self.end_step(obs, info)
 
     async def _call_async(self, name: str, arguments: str | dict[str, Any]) -> str:
         self.tool_calls += 1
